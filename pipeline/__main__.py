@@ -1,0 +1,106 @@
+"""Command line for the dataset factory: ``python -m pipeline generate ...`` and ``python -m pipeline stats ...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .constants import LOWEST_PITCH, N_KEYS
+from .errors import Mp3MidiError
+from .instruments import FAMILIES
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="Mp3-to-MIDI dataset factory")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="render MIDI into MP3, features and labels (re-run to resume)")
+    generate.add_argument("--name", required=True, help="dataset name (a short slug)")
+    generate.add_argument("--source", default="builtin", help="'builtin' or a folder of MIDI files (searched recursively)")
+    generate.add_argument("--soundfont", nargs="+", default=[], metavar="PATH",
+                          help="one or more .sf2/.sf3 files; each item draws one (default: TimGM6mb)")
+    generate.add_argument("--families", nargs="+", default=[], metavar="FAMILY", choices=FAMILIES,
+                          help="General MIDI families to draw instruments from (default: the 12 pitched ones)")
+    generate.add_argument("--limit", type=int, default=None, help="at most this many pieces (builtin default: 100)")
+    generate.add_argument("--clip-seconds", type=float, default=30.0, help="seconds rendered per piece; 0 for whole pieces")
+    generate.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--mix-probability", type=float, default=0.25,
+                          help="share of items rendered as multi-instrument mixes")
+    generate.add_argument("--render-drums", action="store_true", help="render drum tracks into the audio (never labelled)")
+    generate.add_argument("--bitrate", default="64k", help="MP3 bitrate (default 64k)")
+    generate.add_argument("--cluster", metavar="ADDRESS", help="run items on a Dask scheduler, e.g. tcp://host:8786")
+    generate.add_argument("--data-dir", default="data")
+
+    stats = commands.add_parser("stats", help="print a dataset's coverage summary from the catalog")
+    stats.add_argument("--name", required=True)
+    stats.add_argument("--data-dir", default="data")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        return _stats(args)
+    except Mp3MidiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _generate(args) -> int:
+    from .jobs import GenerateOptions, generate
+
+    summary = generate(GenerateOptions(
+        name=args.name, source=args.source, soundfonts=tuple(args.soundfont), families=tuple(args.families),
+        limit=args.limit, clip_seconds=args.clip_seconds, workers=args.workers, seed=args.seed,
+        data_dir=args.data_dir, mix_probability=args.mix_probability, render_drums=args.render_drums,
+        bitrate=args.bitrate, cluster=args.cluster, progress=sys.stderr.isatty()))
+    print(f"dataset {summary.dataset}: {summary.done} done, {summary.failed} failed of {summary.total} items;"
+          f" made {summary.made_now} now in {summary.wall_s:.1f} s ({summary.speed:.0f}x real time)")
+    for reason, count in summary.failures.items():
+        print(f"  failed x{count}: {reason}")
+    return 0
+
+
+def _stats(args) -> int:
+    from . import coverage
+
+    totals = coverage.totals(args.data_dir, args.name)
+    print(f"dataset {args.name}: {totals.items} items ({totals.done} done, {totals.failed} failed,"
+          f" {totals.pending} pending), {totals.hours:.2f} h of audio, {totals.notes} notes,"
+          f" {totals.mixes} mixes, {totals.mp3_mb:.1f} MB of MP3")
+    pitches = coverage.notes_per_pitch_family(args.data_dir, args.name)
+    per_family = pitches.groupby("family")["notes"].sum().sort_values(ascending=False)
+    hours = coverage.hours_per_family(args.data_dir, args.name).groupby("family")["hours"].sum()
+    print("\nfamily                  notes    hours")
+    for family, notes in per_family.items():
+        print(f"  {family:<20} {notes:>7} {hours.get(family, 0.0):>8.3f}")
+    played = set(pitches["pitch"])
+    missing = [p for p in range(LOWEST_PITCH, LOWEST_PITCH + N_KEYS) if p not in played]
+    print(f"\nkeys played: {N_KEYS - len(missing)} of {N_KEYS}" + (f"; never played: {missing}" if missing else ""))
+    _histogram("polyphony (frames)", coverage.polyphony_histogram(args.data_dir, args.name), "polyphony", "frames")
+    _histogram("note durations", coverage.duration_histogram(args.data_dir, args.name), "bin", "notes")
+    _histogram("velocities", coverage.velocity_histogram(args.data_dir, args.name), "velocity", "notes")
+    stages = coverage.stage_seconds(args.data_dir, args.name)
+    print("\nspeed per stage (audio s per worker s): " + ", ".join(
+        f"{row.stage} {row.audio_per_wall:.0f}x" for row in stages.itertuples()))
+    failures = coverage.failures(args.data_dir, args.name)
+    if len(failures):
+        print("\nfailures by reason:")
+        for row in failures.itertuples():
+            print(f"  {row.items:>5}  {row.reason}")
+    return 0
+
+
+def _histogram(title: str, frame, label: str, value: str, width: int = 40) -> None:
+    print(f"\n{title}:")
+    peak = max(frame[value].max(), 1) if len(frame) else 1
+    for row in frame.itertuples():
+        count = getattr(row, value)
+        print(f"  {str(getattr(row, label)):>10} {count:>9} {'#' * max(1, round(width * count / peak)) if count else ''}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

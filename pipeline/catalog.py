@@ -1,0 +1,113 @@
+"""The DuckDB catalog: schema and migrations, short-lived connections that retry on the file lock.
+
+DuckDB lets one process open the file read-write, or many open it read-only, never both at once. So nobody holds
+a connection: every read or write opens one, does its work and closes it, retrying while another process holds
+the lock. Only the process coordinating a job writes; workers return results to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import time
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from .errors import Mp3MidiError
+
+CATALOG_FILE = "catalog.duckdb"
+LOCK_TIMEOUT_S = 60.0
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+
+MIGRATIONS = (
+    # 1: the dataset factory
+    """
+    CREATE TABLE datasets (
+        name VARCHAR PRIMARY KEY, created_at TIMESTAMP DEFAULT current_timestamp, config JSON);
+    CREATE TABLE jobs (
+        job_id VARCHAR PRIMARY KEY, dataset VARCHAR, kind VARCHAR, status VARCHAR, pid INTEGER, host VARCHAR,
+        workers INTEGER, cluster VARCHAR, total INTEGER, done INTEGER, failed INTEGER, audio_s DOUBLE DEFAULT 0,
+        started_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP, finished_at TIMESTAMP, message VARCHAR);
+    CREATE TABLE items (
+        item_id VARCHAR PRIMARY KEY, dataset VARCHAR, ordinal INTEGER, source_kind VARCHAR, source VARCHAR,
+        source_hash VARCHAR, seed BIGINT, status VARCHAR DEFAULT 'pending', error VARCHAR, soundfont VARCHAR,
+        programs INTEGER[], families VARCHAR[], is_mix BOOLEAN, effects JSON, clip_start_s DOUBLE,
+        duration_s DOUBLE, n_notes INTEGER, audio_path VARCHAR, features_path VARCHAR, preview_path VARCHAR,
+        mp3_bytes BIGINT, render_s DOUBLE, encode_s DOUBLE, decode_s DOUBLE, features_s DOUBLE, labels_s DOUBLE,
+        preview_s DOUBLE, job_id VARCHAR, finished_at TIMESTAMP);
+    CREATE INDEX items_dataset ON items (dataset);
+    CREATE TABLE item_notes (
+        item_id VARCHAR, pitch SMALLINT, program SMALLINT, family VARCHAR, velocity SMALLINT,
+        start_s REAL, duration_s REAL);
+    CREATE TABLE item_polyphony (item_id VARCHAR, polyphony SMALLINT, frames INTEGER);
+    """,
+)
+
+
+def validate_name(name: str, *, what: str = "dataset") -> str:
+    """A dataset or run name is a short slug (lower-case letters, digits, '-' and '_'): it names a folder."""
+    if not isinstance(name, str) or not _SLUG.match(name):
+        raise Mp3MidiError(
+            f"{what} name {name!r} is not allowed: use 1-48 lower-case letters, digits, '-' or '_', starting with a letter or digit")
+    return name
+
+
+def catalog_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / CATALOG_FILE
+
+
+@contextlib.contextmanager
+def connect(data_dir: str | Path, *, read_only: bool = False,
+            timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the catalog for one unit of work, waiting while another process holds the lock.
+
+    A read-only open of a catalog that does not exist yet gives an in-memory empty catalog with the schema,
+    so readers never create files.
+    """
+    path = catalog_path(data_dir)
+    if read_only and not path.exists():
+        connection = duckdb.connect(":memory:")
+        _migrate(connection)
+    else:
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        connection = _open_with_retry(path, read_only=read_only, timeout_s=timeout_s)
+        if not read_only:
+            _migrate(connection)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _open_with_retry(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise Mp3MidiError(f"cannot open the catalog {str(path)!r}: {exc}") from None
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+
+def _migrate(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version > current:
+            connection.execute("BEGIN")
+            connection.execute(script)
+            connection.execute("INSERT INTO schema_version VALUES (?)", [version])
+            connection.execute("COMMIT")
+
+
+def schema_version(data_dir: str | Path) -> int:
+    with connect(data_dir, read_only=True) as connection:
+        return connection.execute("SELECT max(version) FROM schema_version").fetchone()[0]

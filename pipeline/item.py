@@ -1,0 +1,162 @@
+"""Make one dataset item: load the piece, arrange, render, MP3 round trip, features, labels, preview.
+
+This runs in worker processes (a local pool or Dask workers). It writes the item's files atomically and returns an
+``ItemResult``; it never touches the catalog. Any ``Mp3MidiError`` becomes a failed result with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import procedural
+from .arrange import arrange
+from .audio import encode_mp3, load_audio
+from .errors import Mp3MidiError
+from .features import FEATURE_SETTINGS, spectrogram
+from .instruments import family_of
+from .labels import note_labels
+from .midi_io import read_midi
+from .preview import write_preview
+from .render import Effects, render
+from .sources import PROCEDURAL_SECONDS, SourceRef
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """Everything a worker needs to make one item, independent of which process makes it."""
+
+    item_id: str
+    source: SourceRef
+    seed: int
+    soundfonts: tuple[str, ...]
+    families: tuple[str, ...]
+    clip_seconds: float | None
+    mix_probability: float
+    render_drums: bool
+    bitrate: str
+    items_dir: str  # absolute folder the item's files go to
+    cache_dir: str  # converted corpus pieces
+
+
+@dataclass
+class ItemResult:
+    item_id: str
+    status: str  # 'done' or 'failed'
+    error: str | None = None
+    soundfont: str | None = None
+    programs: list[int] = field(default_factory=list)
+    families: list[str] = field(default_factory=list)
+    is_mix: bool = False
+    effects: dict | None = None
+    clip_start_s: float | None = None
+    duration_s: float | None = None
+    files: dict[str, str] = field(default_factory=dict)  # kind -> file name inside the items folder
+    mp3_bytes: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    notes: list[tuple[int, int, int, float, float]] = field(default_factory=list)  # pitch, program, velocity, start, duration
+    polyphony: list[int] = field(default_factory=list)  # frames with 0, 1, 2, ... keys sounding
+
+
+def item_seed(dataset_seed: int, content_hash: str) -> int:
+    """A stable 63-bit seed per piece and dataset seed."""
+    digest = hashlib.sha1(f"{dataset_seed}:{content_hash}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def make_item(spec: ItemSpec) -> ItemResult:
+    result = ItemResult(item_id=spec.item_id, status="failed")
+    try:
+        _make(spec, result)
+        result.status = "done"
+    except Mp3MidiError as exc:
+        result.error = str(exc)
+    except MemoryError:
+        result.error = "ran out of memory"
+    return result
+
+
+def _make(spec: ItemSpec, result: ItemResult) -> None:
+    clock = _Clock(result.timings)
+    rng = np.random.default_rng(spec.seed)
+    with clock("load"):
+        score = load_score(spec.source, Path(spec.cache_dir))
+    arrangement = arrange(score, rng, families=spec.families, clip_seconds=spec.clip_seconds,
+                          mix_probability=spec.mix_probability, render_drums=spec.render_drums)
+    if not arrangement.label_notes:
+        raise Mp3MidiError("the clip holds no pitched notes")
+    soundfont = spec.soundfonts[rng.integers(len(spec.soundfonts))]
+    effects = Effects.draw(rng)
+    result.soundfont, result.effects, result.is_mix = soundfont, asdict(effects), arrangement.is_mix
+    result.programs = arrangement.programs
+    result.families = sorted({family_of(program) for program in result.programs})
+    result.clip_start_s, result.duration_s = arrangement.clip_start_s, arrangement.duration_s
+
+    with clock("render"):
+        audio = render(list(arrangement.parts), arrangement.duration_s, soundfont=soundfont, effects=effects, rng=rng)
+    items_dir = Path(spec.items_dir)
+    items_dir.mkdir(parents=True, exist_ok=True)
+    mp3_path = items_dir / f"{spec.item_id}.mp3"
+    with clock("encode"):
+        encode_mp3(audio, mp3_path, bitrate=spec.bitrate)
+    with clock("decode"):
+        decoded = load_audio(mp3_path)
+    with clock("features"):
+        features = spectrogram(decoded)
+    with clock("labels"):
+        labels = note_labels(list(arrangement.label_notes), features.shape[0])
+        notes_array = np.array([(n.start_s, n.end_s, n.pitch, n.velocity) for n in arrangement.label_notes],
+                               dtype=np.float32).reshape(-1, 4)
+        _save_npz(items_dir / f"{spec.item_id}.npz", features=features.astype(np.float16), onset=labels.onset,
+                  frame=labels.frame, offset=labels.offset, velocity=labels.velocity, notes=notes_array,
+                  feature_settings=np.array(json.dumps(FEATURE_SETTINGS)))
+    with clock("preview"):
+        write_preview(features, items_dir / f"{spec.item_id}.png")
+
+    result.files = {"audio": mp3_path.name, "features": f"{spec.item_id}.npz", "preview": f"{spec.item_id}.png"}
+    result.mp3_bytes = mp3_path.stat().st_size
+    result.notes = [(n.pitch, part.program, n.velocity, round(n.start_s, 4), round(n.duration_s, 4))
+                    for part in arrangement.parts if not part.is_drum for n in part.notes]
+    result.polyphony = np.bincount(labels.frame.sum(axis=1)).tolist()
+
+
+def load_score(source: SourceRef, cache_dir: Path):
+    if source.kind == "file":
+        return read_midi(source.locator)
+    if source.kind == "music21":
+        from . import corpus
+
+        return read_midi(corpus.convert(corpus.work_from_key(source.locator), cache_dir))
+    if source.kind == "procedural":
+        return procedural.generate_piece(int(source.locator), duration_s=PROCEDURAL_SECONDS)
+    raise Mp3MidiError(f"unknown source kind {source.kind!r}")
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    os.replace(partial, path)
+
+
+class _Clock:
+    """Times named stages into a dict: ``with clock("render"): ...``."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    def __call__(self, stage: str):
+        self.stage = stage
+        return self
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc_info):
+        self.timings[self.stage] = time.perf_counter() - self.started

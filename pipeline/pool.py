@@ -1,0 +1,67 @@
+"""Run tasks in a local process pool that survives a worker crash.
+
+``concurrent.futures`` marks the whole pool broken when one worker dies (a segfault in a C library, the OOM
+killer). Here every task in flight at that moment becomes a suspect; suspects are then run one at a time in a
+fresh pool, so the task that really crashes is identified and failed, and the innocent ones complete.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Iterable, Iterator, TypeVar
+
+# Workers start from a clean server process, never forked from a parent that holds threads or open databases.
+_CONTEXT = multiprocessing.get_context("forkserver")
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+
+
+def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, workers: int,
+                 on_failure: Callable[[Task, str], Result]) -> Iterator[Result]:
+    """Yield ``call(task)`` for every task, in completion order. A task whose worker died, or that raised,
+    yields ``on_failure(task, reason)`` instead. At most ``2 * workers`` tasks are in flight."""
+    queue: deque[Task] = deque(tasks)
+    suspects: deque[Task] = deque()
+    while queue or suspects:
+        pool = ProcessPoolExecutor(max_workers=1 if suspects else workers, mp_context=_CONTEXT)
+        try:
+            if suspects:
+                yield from _run_alone(pool, call, suspects.popleft(), on_failure)
+            else:
+                yield from _run_batch(pool, call, queue, suspects, workers, on_failure)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_alone(pool, call, task, on_failure):
+    try:
+        yield pool.submit(call, task).result()
+    except BrokenProcessPool:
+        yield on_failure(task, "the worker process crashed while making this item")
+    except Exception as exc:  # noqa: BLE001 - an unexpected error fails its item, never the job
+        yield on_failure(task, f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _run_batch(pool, call, queue, suspects, workers, on_failure):
+    in_flight = {}
+    while queue or in_flight:
+        while queue and len(in_flight) < 2 * workers:
+            task = queue.popleft()
+            in_flight[pool.submit(call, task)] = task
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        crashed = False
+        for future in done:
+            task = in_flight.pop(future)
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                crashed = True
+                suspects.append(task)
+            except Exception as exc:  # noqa: BLE001
+                yield on_failure(task, f"unexpected {type(exc).__name__}: {exc}")
+        if crashed:
+            suspects.extend(in_flight.values())
+            return

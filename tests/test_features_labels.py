@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from pipeline.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_BINS, N_KEYS, SAMPLE_RATE, pitch_to_hz
+from pipeline.errors import Mp3MidiError
+from pipeline.features import frame_count, spectrogram
+from pipeline.labels import note_labels, time_to_frame
+from pipeline.notes import Note
+
+
+@pytest.mark.parametrize("seconds", [0.05, 1.0, 2.5])
+def test_spectrogram_shape_and_range(seconds):
+    audio = np.random.default_rng(0).normal(0, 0.1, int(seconds * SAMPLE_RATE)).astype(np.float32)
+    features = spectrogram(audio)
+    assert features.shape == (frame_count(audio.size), N_BINS) == (1 + audio.size // HOP_LENGTH, N_BINS)
+    assert features.dtype == np.float32 and features.min() >= 0.0
+
+
+@pytest.mark.parametrize("pitch", [33, 60, 96])
+def test_a_sine_lights_its_own_key(pitch):
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    features = spectrogram(0.5 * np.sin(2 * np.pi * pitch_to_hz(pitch) * t).astype(np.float32))
+    loudest_bin = int(np.median(features[10:-10].argmax(axis=1)))
+    assert loudest_bin == (pitch - 21) * 3 + 1
+
+
+@pytest.mark.parametrize(("audio", "reason"), [(np.zeros((2, 100)), "mono audio"), (np.zeros(0), "no audio samples")])
+def test_spectrogram_refuses_bad_input(audio, reason):
+    with pytest.raises(Mp3MidiError, match=reason):
+        spectrogram(audio)
+
+
+def test_labels_mark_onset_sustain_offset_velocity():
+    notes = [Note(0.1, 0.5, 60, 100), Note(0.5, 0.52, 60, 30), Note(1.0, 1.2, 20, 90), Note(1.1, 9.0, 108, 64)]
+    labels = note_labels(notes, 100)
+    key = 60 - 21
+    start, end = time_to_frame(0.1), time_to_frame(0.5)
+    assert labels.onset[start, key] == 1 and labels.velocity[start, key] == 100
+    assert labels.frame[start:end, key].all() and labels.offset[end, key] == 1
+    assert labels.onset[end, key] == 1 and labels.frame[end, key] == 1  # a repeated note: new onset at the offset
+    assert labels.velocity[end, key] == 30
+    assert labels.frame[:, 0].sum() == 0  # MIDI 20 is below the piano: left out
+    assert labels.frame[time_to_frame(1.1):, N_KEYS - 1].all()  # a note running past the end fills to the end
+    assert labels.onset.sum() == 3 and labels.onset.shape == (100, N_KEYS)
+
+
+def test_frame_times_match_the_frame_rate():
+    assert time_to_frame(1.0) == round(FRAMES_PER_SECOND)

@@ -1,0 +1,63 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.constants import SAMPLE_RATE
+from pipeline.errors import Mp3MidiError
+from pipeline.notes import Note, Part
+from pipeline.render import Effects, check_soundfont, default_soundfont, render
+from tests.conftest import melody
+
+PIANO = Part(0, False, melody(6))
+
+
+def peak_db(audio):
+    return 20 * np.log10(np.abs(audio).max())
+
+
+@pytest.mark.parametrize("effects", [Effects(), Effects(reverb=0.5, chorus=0.4, peak_db=-12.0),
+                                     Effects(peak_db=-6.0, noise_snr_db=30.0)])
+def test_renders_at_the_asked_level(effects):
+    audio = render([PIANO], 2.0, soundfont=default_soundfont(), effects=effects, rng=np.random.default_rng(1))
+    assert audio.dtype == np.float32 and audio.shape == (2 * SAMPLE_RATE,)
+    assert peak_db(audio) == pytest.approx(effects.peak_db, abs=1.0 if effects.noise_snr_db else 0.01)
+
+
+def test_render_is_deterministic():
+    first = render([PIANO], 2.0, soundfont=default_soundfont(), effects=Effects(reverb=0.5))
+    again = render([PIANO], 2.0, soundfont=default_soundfont(), effects=Effects(reverb=0.5))
+    assert np.array_equal(first, again)
+
+
+def test_programs_sound_different():
+    piano = render([PIANO], 2.0, soundfont=default_soundfont())
+    flute = render([Part(73, False, PIANO.notes)], 2.0, soundfont=default_soundfont())
+    assert not np.allclose(piano, flute, atol=0.05)
+
+
+def test_drums_render_on_the_drum_channel():
+    kit = Part(0, True, (Note(0.1, 0.3, 38, 120),))
+    assert peak_db(render([kit], 1.0, soundfont=default_soundfont())) == pytest.approx(-1.0, abs=0.01)
+
+
+def test_any_named_soundfont_file_works(tmp_path: Path):
+    copy = tmp_path / "My Bank.sf2"
+    shutil.copy(default_soundfont(), copy)
+    assert render([PIANO], 1.0, soundfont=check_soundfont(str(copy))).any()
+
+
+def test_silence_is_rejected():
+    with pytest.raises(Mp3MidiError, match="silent render"):
+        render([Part(0, False, (Note(1.5, 1.9, 60, 100),))], 1.0, soundfont=default_soundfont())
+
+
+@pytest.mark.parametrize(("content", "reason"), [(None, "does not exist"), (b"not a soundfont at all", "not an SF2/SF3"),
+                                                 (b"RIFF\x00\x00\x00\x00sfbkLIST", "cannot load")])
+def test_bad_soundfonts_are_refused(tmp_path: Path, content, reason):
+    path = tmp_path / "font.sf2"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(Mp3MidiError, match=reason):
+        check_soundfont(str(path))
