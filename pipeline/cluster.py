@@ -14,7 +14,7 @@ from .errors import Mp3MidiError
 Task = TypeVar("Task")
 Result = TypeVar("Result")
 WINDOW_PER_WORKER = 8  # tasks kept queued on the cluster per worker thread
-CONNECT_TIMEOUT = "20s"
+CONNECT_TIMEOUT = "10s"
 
 
 def run_on_cluster(call: Callable[[Task], Result], tasks: Iterable[Task], *, address: str,

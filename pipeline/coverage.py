@@ -133,3 +133,10 @@ def _known(data_dir: str | Path, name: str) -> str:
     if not found:
         raise Mp3MidiError(f"no dataset named {name!r} in {str(Path(data_dir))!r}")
     return name
+
+
+def recent_jobs(data_dir: str | Path, *, limit: int = 20) -> pd.DataFrame:
+    """The latest generation jobs with their progress: job_id, dataset, status, done, failed, total, audio_s, times."""
+    return _query(data_dir, """
+        SELECT job_id, dataset, status, done, failed, total, audio_s, workers, cluster, started_at, updated_at,
+               finished_at FROM jobs ORDER BY started_at DESC LIMIT ?""", [limit])

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -139,9 +140,12 @@ def load_score(source: SourceRef, cache_dir: Path):
 
 
 def _save_npz(path: Path, **arrays) -> None:
+    """Like ``np.savez_compressed`` at the fastest deflate level (3x quicker, a few % larger), written atomically."""
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w") as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
     os.replace(partial, path)
 
 

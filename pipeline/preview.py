@@ -29,5 +29,5 @@ def write_preview(features: np.ndarray, path: str | Path) -> None:
     """Write the preview PNG atomically (temporary name, then rename)."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    preview_image(features).save(partial, format="PNG", optimize=False)
+    preview_image(features).save(partial, format="PNG", compress_level=1)
     os.replace(partial, path)

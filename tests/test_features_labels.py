@@ -22,6 +22,7 @@ def test_a_sine_lights_its_own_key(pitch):
     features = spectrogram(0.5 * np.sin(2 * np.pi * pitch_to_hz(pitch) * t).astype(np.float32))
     loudest_bin = int(np.median(features[10:-10].argmax(axis=1)))
     assert loudest_bin == (pitch - 21) * 3 + 1
+    assert features[10:-10, loudest_bin].mean() == pytest.approx(1 + 20 * np.log10(0.5) / 80, abs=0.02)
 
 
 @pytest.mark.parametrize(("audio", "reason"), [(np.zeros((2, 100)), "mono audio"), (np.zeros(0), "no audio samples")])

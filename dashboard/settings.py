@@ -1,0 +1,12 @@
+"""Where the dashboard reads and writes: the data folder, from MP3_TO_MIDI_DATA (default: data/ in the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MP3_TO_MIDI_DATA", ROOT / "data")).resolve()
