@@ -44,6 +44,18 @@ MIGRATIONS = (
         start_s REAL, duration_s REAL);
     CREATE TABLE item_polyphony (item_id VARCHAR, polyphony SMALLINT, frames INTEGER);
     """,
+    # 2: training runs and their metrics over time
+    """
+    CREATE TABLE runs (
+        name VARCHAR PRIMARY KEY, datasets VARCHAR[], config JSON, status VARCHAR, device VARCHAR,
+        parameters INTEGER, pid INTEGER, host VARCHAR, step INTEGER DEFAULT 0, steps INTEGER, best_step INTEGER,
+        best_onset_f1 DOUBLE, checkpoint_dir VARCHAR, started_at TIMESTAMP DEFAULT current_timestamp,
+        updated_at TIMESTAMP, finished_at TIMESTAMP, message VARCHAR);
+    CREATE TABLE run_metrics (
+        run VARCHAR, step INTEGER, recorded_at TIMESTAMP DEFAULT current_timestamp, train_loss DOUBLE,
+        validation_loss DOUBLE, onset_f1 DOUBLE, offset_f1 DOUBLE, frame_f1 DOUBLE, velocity_f1 DOUBLE,
+        learning_rate DOUBLE, examples_per_s DOUBLE, PRIMARY KEY (run, step));
+    """,
 )
 
 

@@ -22,12 +22,12 @@ def test_bad_names_are_refused(name):
 
 
 def test_schema_is_created_once_and_readers_never_create_files(tmp_path: Path):
-    assert schema_version(tmp_path) == 1  # in memory: nothing written
+    assert schema_version(tmp_path) == 2  # in memory: nothing written
     assert not (tmp_path / "catalog.duckdb").exists()
     for _ in range(2):
         with connect(tmp_path) as connection:
-            assert connection.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
-    assert schema_version(tmp_path) == 1
+            assert connection.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 2
+    assert schema_version(tmp_path) == 2
 
 
 def _writer(data_dir: str, rows: int, started) -> None:

@@ -167,3 +167,26 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path):
     uninterrupted = tmp_path / "uninterrupted"
     subprocess.run(_cli(uninterrupted, folder), cwd=REPO, env=env, check=True, capture_output=True)
     assert _fingerprint(interrupted) == _fingerprint(uninterrupted)
+
+
+def test_builtin_source_through_the_cli_and_its_stats(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    data = tmp_path / "data"
+    made = subprocess.run([sys.executable, "-m", "pipeline", "generate", "--name", "demo", "--limit", "4",
+                           "--clip-seconds", "4", "--data-dir", str(data), "--families", "piano", "organ"],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert "4 done, 0 failed of 4 items" in made.stdout
+    kinds = coverage.items(data, "demo")["source_kind"].tolist()
+    assert kinds == ["procedural", "music21", "procedural", "music21"]
+    families = set(coverage.notes_per_pitch_family(data, "demo")["family"])
+    assert families <= {"piano", "organ"} and families
+    stats = subprocess.run([sys.executable, "-m", "pipeline", "stats", "--name", "demo", "--data-dir", str(data)],
+                           cwd=REPO, env=env, capture_output=True, text=True)
+    assert stats.returncode == 0, stats.stderr
+    for expected in ("dataset demo: 4 items (4 done", "keys played:", "polyphony (frames):", "note durations:",
+                     "velocities:", "speed per stage"):
+        assert expected in stats.stdout
+    missing = subprocess.run([sys.executable, "-m", "pipeline", "stats", "--name", "nothing", "--data-dir", str(data)],
+                             cwd=REPO, env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: no dataset named 'nothing' in {str(data)!r}"

@@ -1,0 +1,75 @@
+"""Command line for the network: ``python -m model train|evaluate ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.errors import Mp3MidiError
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model", description="Mp3-to-MIDI network")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a run (re-run or --resume to continue it)")
+    train.add_argument("--dataset", nargs="+", required=True, metavar="NAME")
+    train.add_argument("--run", required=True)
+    train.add_argument("--steps", type=int, default=2000)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--size", choices=("small", "base"), default="small")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--resume", action="store_true")
+    train.add_argument("--eval-every", type=int, default=250)
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--data-dir", default="data")
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint with mir_eval")
+    evaluate.add_argument("--checkpoint", default=None, help="default: the committed default model")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", nargs="+", metavar="NAME")
+    source.add_argument("--folder", help="audio files with a reference .mid of the same name beside each")
+    evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test")
+    evaluate.add_argument("--json", dest="json_out", metavar="OUT", help="write the full report here")
+    evaluate.add_argument("--data-dir", default="data")
+
+    args = parser.parse_args(argv)
+    try:
+        return _train(args) if args.command == "train" else _evaluate(args)
+    except Mp3MidiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _train(args) -> int:
+    from .train import TrainOptions, train
+
+    metrics = train(TrainOptions(
+        datasets=args.dataset, run=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        size=args.size, seed=args.seed, device=args.device, resume=args.resume, data_dir=args.data_dir,
+        eval_every=args.eval_every, threads=args.threads, progress=sys.stderr.isatty()))
+    print(json.dumps({key: round(value, 4) for key, value in metrics.items()}))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate_dataset, evaluate_folder, format_report
+
+    if args.folder:
+        report = evaluate_folder(args.checkpoint, args.folder)
+    else:
+        report = evaluate_dataset(args.checkpoint, args.dataset, split=args.split, data_dir=args.data_dir)
+    print(format_report(report))
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Score a checkpoint with mir_eval: on a dataset split, or on a folder of recordings with reference MIDI beside them.
+
+Results are overall (the mean over items) and per instrument family (solo items by their family, multi-instrument
+items under "mix"), plus one row per item.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline.audio import load_audio
+from pipeline.errors import Mp3MidiError
+from pipeline.features import spectrogram
+from pipeline.midi_io import read_midi
+
+from .checkpoints import load_checkpoint, model_from_checkpoint
+from .data import load_items, reference_notes
+from .decoding import decode
+from .inference import activations
+from .metrics import Scores, mean_scores, score_notes
+
+AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".m4a")
+MIX = "mix"
+
+
+def _transcribe_features(model, features, **decode_options):
+    probabilities = activations(model, features)
+    return decode(probabilities["onset"], probabilities["frame"], offsets=probabilities["offset"],
+                  velocities=probabilities["velocity"], **decode_options)
+
+
+def evaluate_dataset(checkpoint: str | Path | None, datasets: list[str], *, split: str = "test",
+                     data_dir: str | Path = "data", **decode_options) -> dict:
+    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    items = load_items(data_dir, datasets, split)
+    if not items:
+        raise Mp3MidiError(f"the {split} split of {', '.join(datasets)} holds no items")
+    rows = []
+    for item in items:
+        scores = score_notes(reference_notes(item), _transcribe_features(model, item.features, **decode_options),
+                             duration_s=item.duration_s)
+        group = MIX if item.is_mix else (item.families[0] if item.families else "unknown")
+        rows.append((item.item_id, group, scores))
+    return _report(rows)
+
+
+def evaluate_folder(checkpoint: str | Path | None, folder: str | Path, **decode_options) -> dict:
+    """Every audio file in ``folder`` (recursively) that has a ``.mid`` with the same stem beside it."""
+    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise Mp3MidiError(f"{str(folder)!r} is not a folder")
+    pairs = [(audio, audio.with_suffix(".mid")) for audio in sorted(folder.rglob("*"))
+             if audio.suffix.lower() in AUDIO_SUFFIXES and audio.with_suffix(".mid").is_file()]
+    if not pairs:
+        raise Mp3MidiError(f"no audio file with a reference .mid beside it in {str(folder)!r}")
+    rows = []
+    for audio_path, midi_path in pairs:
+        audio = load_audio(audio_path)
+        reference = read_midi(midi_path).pitched_notes
+        estimated = _transcribe_features(model, spectrogram(audio), **decode_options)
+        group = audio_path.parent.name if audio_path.parent != folder else "all"
+        rows.append((str(audio_path.relative_to(folder)), group, score_notes(reference, estimated)))
+    return _report(rows)
+
+
+def _report(rows: list[tuple[str, str, Scores]]) -> dict:
+    groups: dict[str, list[Scores]] = defaultdict(list)
+    for _, group, scores in rows:
+        groups[group].append(scores)
+    return {
+        "overall": asdict(mean_scores([scores for _, _, scores in rows])),
+        "groups": {group: {**asdict(mean_scores(scores)), "items": len(scores)} for group, scores in sorted(groups.items())},
+        "items": [{"item": name, "group": group, **asdict(scores)} for name, group, scores in rows],
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'group':<22}{'items':>6}{'onset F1':>10}{'offset F1':>11}{'frame F1':>10}{'vel. F1':>9}"]
+    overall = {**report["overall"], "items": len(report["items"])}
+    for name, scores in [*report["groups"].items(), ("overall", overall)]:
+        lines.append(f"{name:<22}{scores['items']:>6}{scores['onset_f1']:>10.3f}{scores['offset_f1']:>11.3f}"
+                     f"{scores['frame_f1']:>10.3f}{scores['velocity_f1']:>9.3f}")
+    return "\n".join(lines)

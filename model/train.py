@@ -1,0 +1,203 @@
+"""The training loop: random crops, AdamW with warm-up and cosine decay, evaluation into the catalog, checkpoints.
+
+Every ``eval_every`` steps the run is scored on validation items with mir_eval (decoded notes, not just losses),
+the metrics go into DuckDB, and ``latest.pt`` (and ``best.pt`` when onset F1 improves) are written. Re-running the
+same command after a crash continues from ``latest.pt``; batches are a pure function of (seed, step), so a resumed
+run sees the same data it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import Mp3MidiError
+
+from . import runs
+from .checkpoints import load_checkpoint, save_checkpoint
+from .data import Augment, CropDataset, load_items, reference_notes
+from .decoding import decode
+from .inference import activations
+from .metrics import mean_scores, score_notes
+from .network import Transcriber, config_for, losses, parameter_count
+
+WARMUP_STEPS = 200
+FINAL_LR_FRACTION = 0.1
+CLIP_NORM = 3.0
+VALIDATION_CROPS = 32
+
+
+@dataclass
+class TrainOptions:
+    datasets: list[str]
+    run: str
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-3
+    size: str = "small"
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    data_dir: str = "data"
+    crop_frames: int = 320
+    eval_every: int = 250
+    eval_items: int = 24
+    augment: bool = True
+    progress: bool = False
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        """The settings a resumed run must share with the run it continues."""
+        return {key: getattr(self, key) for key in ("datasets", "batch_size", "lr", "size", "seed", "crop_frames",
+                                                    "augment")}
+
+
+def pick_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise Mp3MidiError("--device cuda asked for, but this torch build sees no GPU")
+    if requested not in ("cpu", "cuda"):
+        raise Mp3MidiError(f"unknown device {requested!r}; choose auto, cpu or cuda")
+    return requested
+
+
+def learning_rate(step: int, *, peak: float, total: int) -> float:
+    """Linear warm-up over WARMUP_STEPS (or a tenth of a short run), then cosine decay to FINAL_LR_FRACTION."""
+    warmup = min(WARMUP_STEPS, max(1, total // 10))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(options: TrainOptions) -> dict:
+    """Train (or continue) run ``options.run``; returns the final metrics."""
+    directory = runs.run_dir(options.data_dir, options.run)
+    device = pick_device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    torch.manual_seed(options.seed)
+    stored = runs.stored_config(options.data_dir, options.run)
+    latest = directory / "latest.pt"
+    if options.resume and not latest.is_file():
+        raise Mp3MidiError(f"--resume: run {options.run!r} has no checkpoint to continue from")
+    if stored is not None and stored != options.identity() and latest.is_file():
+        raise Mp3MidiError(f"run {options.run!r} exists with other settings ({stored}); choose another --run")
+
+    train_items = load_items(options.data_dir, options.datasets, "train")
+    validation_items = load_items(options.data_dir, options.datasets, "validation", limit=options.eval_items)
+    if not validation_items:  # tiny datasets: score on training items rather than not at all
+        validation_items = train_items[: options.eval_items]
+    crops = CropDataset(train_items, crop_frames=options.crop_frames, seed=options.seed,
+                        augment=Augment() if options.augment else None)
+    validation_crops = CropDataset(validation_items, crop_frames=options.crop_frames, augment=None, seed=10**6)
+
+    model = Transcriber(config_for(options.size)).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler(device, enabled=device == "cuda")
+    step, best = 0, (None, -1.0)
+    if latest.is_file():
+        payload = load_checkpoint(latest, map_location=device)
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        if "scaler" in payload:
+            scaler.load_state_dict(payload["scaler"])
+        step = payload["step"]
+        best = tuple(payload["train_config"].get("best", (None, -1.0)))
+    runs.start_run(options.data_dir, options.run, datasets=options.datasets, config=options.identity(),
+                   device=device, parameters=parameter_count(model), steps=options.steps)
+
+    bar = _progress(options, step)
+    window_loss, window_examples, window_started = [], 0, time.perf_counter()
+    metrics: dict = {}
+    status = "done"
+    try:
+        while step < options.steps:
+            lr = learning_rate(step, peak=options.lr, total=options.steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            batch = _batch(crops, step, options.batch_size, device)
+            with torch.autocast(device_type=device, dtype=torch.float16, enabled=device == "cuda"):
+                loss = losses(model(batch["features"]), batch)["total"]
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_loss.append(loss.item())
+            window_examples += options.batch_size
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(window_loss[-20:]):.4f}", refresh=False)
+            if step % options.eval_every == 0 or step == options.steps:
+                speed = window_examples / (time.perf_counter() - window_started)
+                metrics = evaluate_model(model, validation_items, validation_crops, device=device)
+                metrics.update(train_loss=float(np.mean(window_loss)), learning_rate=lr, examples_per_s=speed)
+                improved = metrics["onset_f1"] > best[1]
+                if improved:
+                    best = (step, metrics["onset_f1"])
+                config = {**options.identity(), "best": list(best), "steps": options.steps}
+                if improved:
+                    save_checkpoint(directory / "best.pt", model=model, step=step, metrics=metrics, train_config=config)
+                save_checkpoint(latest, model=model, step=step, metrics=metrics, optimizer=optimizer, scaler=scaler,
+                                train_config=config)
+                runs.record_metrics(options.data_dir, options.run, step, metrics,
+                                    best=best if improved else None)
+                window_loss, window_examples, window_started = [], 0, time.perf_counter()
+    except KeyboardInterrupt:
+        status = "cancelled"
+    except Exception as exc:
+        runs.finish_run(options.data_dir, options.run, status="failed", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    runs.finish_run(options.data_dir, options.run, status=status)
+    return metrics
+
+
+def _batch(crops: CropDataset, step: int, batch_size: int, device: str) -> dict[str, torch.Tensor]:
+    samples = [crops[step * batch_size + index] for index in range(batch_size)]
+    return {name: torch.stack([sample[name] for sample in samples]).to(device) for name in samples[0]}
+
+
+@torch.no_grad()
+def evaluate_model(model: Transcriber, items, validation_crops: CropDataset, *, device: str) -> dict:
+    """Validation loss on fixed crops, and mir_eval scores of decoded notes on whole items."""
+    model.eval()
+    crop_losses = []
+    for start in range(0, VALIDATION_CROPS, 8):
+        batch = _batch(validation_crops, start // 8, 8, device)
+        crop_losses.append(float(losses(model(batch["features"]), batch)["total"]))
+    scores = []
+    for item in items:
+        probabilities = activations(model, item.features, device=device)
+        notes = decode(probabilities["onset"], probabilities["frame"], offsets=probabilities["offset"],
+                       velocities=probabilities["velocity"])
+        scores.append(score_notes(reference_notes(item), notes, duration_s=item.duration_s))
+    mean = mean_scores(scores)
+    return {"validation_loss": float(np.mean(crop_losses)), "onset_f1": mean.onset_f1, "offset_f1": mean.offset_f1,
+            "frame_f1": mean.frame_f1, "velocity_f1": mean.velocity_f1}
+
+
+def _progress(options: TrainOptions, step: int):
+    if not options.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=options.steps, initial=step, unit="step", desc=options.run, dynamic_ncols=True)
+
+
+def checkpoint_paths(data_dir: str, run: str) -> tuple[Path, Path]:
+    directory = runs.run_dir(data_dir, run)
+    return directory / "latest.pt", directory / "best.pt"

@@ -1,0 +1,160 @@
+"""The network, checkpoints, training runs and evaluation, on a tiny dataset rendered in the test."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model import runs
+from model.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
+from model.data import Augment, CropDataset, load_items, split_of
+from model.evaluate import evaluate_dataset
+from model.inference import activations
+from model.network import HEADS, SIZES, Transcriber, config_for, losses
+from model.train import TrainOptions, train
+from pipeline.constants import N_BINS, N_KEYS
+from pipeline.errors import Mp3MidiError
+from pipeline.jobs import GenerateOptions, generate
+from tests.conftest import write_piece
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A dataset of 12 short pieces (every split gets some), generated through the real factory."""
+    root = tmp_path_factory.mktemp("tiny")
+    for index in range(12):
+        write_piece(root / "midi" / f"p{index}.mid", program=index * 5, start_pitch=45 + 2 * index, n_notes=10)
+    generate(GenerateOptions(name="tiny", source=str(root / "midi"), data_dir=str(root / "data"), workers=2,
+                             clip_seconds=3.0))
+    return root / "data"
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_shapes(size):
+    model = Transcriber(config_for(size))
+    out = model(torch.rand(2, 50, N_BINS))
+    assert set(out) == set(HEADS) and all(v.shape == (2, 50, N_KEYS) for v in out.values())
+
+
+def test_bad_feature_shape_is_refused():
+    with pytest.raises(Mp3MidiError, match=r"features \[batch, frames, 264\]; got \(2, 50, 100\)"):
+        Transcriber()(torch.rand(2, 50, 100))
+
+
+def test_windowed_activations_equal_one_pass():
+    torch.manual_seed(0)
+    model = Transcriber(config_for("base")).eval()
+    features = np.random.default_rng(0).random((700, N_BINS), dtype=np.float32)
+    whole = activations(model, features, window_frames=10_000)
+    windowed = activations(model, features, window_frames=200)
+    for name in HEADS:
+        np.testing.assert_allclose(windowed[name], whole[name], atol=1e-5)
+
+
+def test_splits_are_stable_and_grouped_by_piece():
+    hashes = [f"{i:040x}" for i in range(2000)]
+    splits = [split_of(h) for h in hashes]
+    assert splits == [split_of(h) for h in hashes]
+    shares = {name: splits.count(name) / len(splits) for name in ("train", "validation", "test")}
+    assert shares["train"] == pytest.approx(0.8, abs=0.04) and shares["test"] == pytest.approx(0.1, abs=0.03)
+
+
+def test_pitch_shift_moves_features_and_labels_together(tiny):
+    item = load_items(tiny, ["tiny"], "train")[0]
+    features = item.features.astype(np.float32)
+    shifted, rolls = Augment(gain_db=0, tilt_db=0, noise_floor=0, pitch_shift=2).apply(
+        features, item.rolls, np.random.default_rng(3))
+    shift = int(np.argmax(rolls["onset"].sum(0))) - int(np.argmax(item.rolls["onset"].sum(0)))
+    assert shift != 0
+    np.testing.assert_array_equal(shifted[:, 3 * max(shift, 0):N_BINS + 3 * min(shift, 0)],
+                                  features[:, 3 * max(-shift, 0):N_BINS - 3 * max(shift, 0)])
+
+
+def test_training_lowers_the_loss_and_records_the_run(tiny):
+    crops = CropDataset(load_items(tiny, ["tiny"], "train"), crop_frames=160, augment=None, seed=0)
+    batch = {name: torch.stack([crops[i][name] for i in range(8)]) for name in crops[0]}
+    torch.manual_seed(0)
+    model = Transcriber()
+    with torch.no_grad():
+        before = float(losses(model(batch["features"]), batch)["total"])
+    train(TrainOptions(datasets=["tiny"], run="fit", steps=40, batch_size=4, crop_frames=160, eval_every=20,
+                       eval_items=2, augment=False, data_dir=str(tiny), lr=3e-3))
+    trained = model_from_checkpoint(load_checkpoint(runs.run_dir(tiny, "fit") / "latest.pt"))
+    trained.train(False)
+    with torch.no_grad():
+        after = float(losses(trained(batch["features"]), batch)["total"])
+    assert after < 0.7 * before
+    metrics = runs.run_metrics(tiny, ["fit"])
+    assert list(metrics["step"]) == [20, 40] and metrics["train_loss"].iloc[1] < metrics["train_loss"].iloc[0]
+    run = runs.list_runs(tiny).set_index("name").loc["fit"]
+    assert run["status"] == "done" and run["step"] == 40 and run["parameters"] > 1000
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = Transcriber(config_for("base"))
+    save_checkpoint(tmp_path / "c.pt", model=model, step=7, metrics={"onset_f1": 0.5})
+    payload = load_checkpoint(tmp_path / "c.pt")
+    assert payload["step"] == 7 and payload["metrics"] == {"onset_f1": 0.5}
+    again = model_from_checkpoint(payload)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no checkpoint at"), (b"garbage", "damaged or not a checkpoint"),
+])
+def test_bad_checkpoints(tmp_path, content, message):
+    path = tmp_path / "x.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(Mp3MidiError, match=message):
+        load_checkpoint(path)
+
+
+def test_checkpoint_with_other_features_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", model=Transcriber(), step=1, metrics={})
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)
+    payload["feature_settings"] = {**payload["feature_settings"], "hop_length": 512}
+    torch.save(payload, tmp_path / "other.pt")
+    with pytest.raises(Mp3MidiError, match="trained on other features"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_resume_continues_from_the_saved_step(tiny):
+    options = dict(datasets=["tiny"], run="resumable", batch_size=2, crop_frames=120, eval_every=5, eval_items=1,
+                   data_dir=str(tiny))
+    train(TrainOptions(steps=5, **options))
+    assert load_checkpoint(runs.run_dir(tiny, "resumable") / "latest.pt")["step"] == 5
+    train(TrainOptions(steps=10, resume=True, **options))
+    assert load_checkpoint(runs.run_dir(tiny, "resumable") / "latest.pt")["step"] == 10
+    assert list(runs.run_metrics(tiny, ["resumable"])["step"]) == [5, 10]
+    with pytest.raises(Mp3MidiError, match="exists with other settings"):
+        train(TrainOptions(steps=10, **{**options, "batch_size": 3}))
+
+
+@pytest.mark.parametrize(("datasets", "message"), [(["nope"], "no dataset named 'nope'"),
+                                                   (["../x"], "not allowed")])
+def test_bad_datasets(tiny, datasets, message):
+    with pytest.raises(Mp3MidiError, match=message):
+        train(TrainOptions(datasets=datasets, run="bad", steps=1, data_dir=str(tiny)))
+
+
+def test_evaluate_cli_writes_json(tiny, tmp_path):
+    checkpoint = runs.run_dir(tiny, "fit") / "best.pt"
+    if not checkpoint.exists():
+        pytest.skip("needs the training test's run")
+    out = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-m", "model", "evaluate", "--checkpoint", str(checkpoint), "--dataset",
+                             "tiny", "--split", "train", "--data-dir", str(tiny), "--json", str(out)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert "overall" in report and len(report["items"]) >= 1 and "overall" in result.stdout
+    direct = evaluate_dataset(checkpoint, ["tiny"], split="train", data_dir=tiny)
+    assert direct["overall"]["onset_f1"] == pytest.approx(report["overall"]["onset_f1"])
