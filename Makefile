@@ -8,7 +8,11 @@ APT_PACKAGES := libfluidsynth3
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: setup system run test demo bench clean-data
+TRAIN_SOUNDFONT := /usr/share/sounds/sf3/FluidR3Mono_GM.sf3
+UNSEEN_SOUNDFONT := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
+TRAIN_STEPS ?= 2400
+
+.PHONY: setup system run test demo bench train-default clean-data
 
 setup: system $(STAMP)
 
@@ -44,3 +48,22 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/generate.py
+
+# The committed default model: built-in data rendered with two soundfonts, trained with a fixed seed on the CPU,
+# then scored on pieces it never saw, rendered with a third soundfont it never heard.
+train-default: setup
+	$(MAKE) system APT_PACKAGES="fluidr3mono-gm-soundfont musescore-general-soundfont-small"
+	$(PY) -m pipeline generate --name builtin-train --limit 160 --seed 0 --soundfont default $(TRAIN_SOUNDFONT)
+	$(PY) benchmarks/procedural_midi.py --out data/procedural-midi --count 360 --first-seed 100000
+	$(PY) -m pipeline generate --name procedural-train --source data/procedural-midi --seed 0 \
+	  --soundfont default $(TRAIN_SOUNDFONT)
+	$(PY) -m model train --dataset builtin-train procedural-train --run default --steps $(TRAIN_STEPS) \
+	  --batch-size 12 --eval-every 300 --seed 0 --threads 2
+	cp data/runs/default/best.pt model/checkpoints/default.pt
+	$(PY) benchmarks/procedural_midi.py --out data/procedural-unseen --count 60 --first-seed 900000
+	$(PY) -m pipeline generate --name unseen-procedural --source data/procedural-unseen --seed 1 --clip-seconds 20 \
+	  --soundfont $(UNSEEN_SOUNDFONT)
+	$(PY) -m pipeline generate --name unseen-builtin --limit 160 --seed 1 --clip-seconds 20 --soundfont $(UNSEEN_SOUNDFONT)
+	$(PY) -m pipeline export --name unseen-procedural --split all --out data/eval/unseen-soundfont
+	$(PY) -m pipeline export --name unseen-builtin --split test --out data/eval/unseen-soundfont
+	$(PY) -m model evaluate --folder data/eval/unseen-soundfont --json docs/eval-unseen-soundfont.json

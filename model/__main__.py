@@ -38,8 +38,29 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--json", dest="json_out", metavar="OUT", help="write the full report here")
     evaluate.add_argument("--data-dir", default="data")
 
+    transcribe = commands.add_parser("transcribe", help="audio files to MIDI")
+    transcribe.add_argument("inputs", nargs="+", metavar="INPUT")
+    transcribe.add_argument("-o", "--output", required=True, help="a .mid file for one input, else a folder")
+    transcribe.add_argument("--checkpoint", default=None)
+    transcribe.add_argument("--onset-threshold", type=float, default=None, help="default: the checkpoint's")
+    transcribe.add_argument("--frame-threshold", type=float, default=None, help="default: the checkpoint's")
+    transcribe.add_argument("--min-note-ms", type=float, default=50.0)
+    transcribe.add_argument("--program", type=int, default=0)
+    transcribe.add_argument("--tempo", default="auto", help="'auto' or beats per minute")
+    transcribe.add_argument("--quantize", choices=("none", "1/8", "1/16", "1/32"), default="none")
+    transcribe.add_argument("--csv", action="store_true", help="also write start_s,end_s,pitch,velocity per note")
+
+    calibrate = commands.add_parser("calibrate", help="choose a checkpoint's decoding thresholds on validation data")
+    calibrate.add_argument("--checkpoint", required=True)
+    calibrate.add_argument("--dataset", nargs="+", required=True, metavar="NAME")
+    calibrate.add_argument("--data-dir", default="data")
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "calibrate":
+            return _calibrate(args)
+        if args.command == "transcribe":
+            return _transcribe(args)
         return _train(args) if args.command == "train" else _evaluate(args)
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -69,6 +90,44 @@ def _evaluate(args) -> int:
         with open(args.json_out, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
     return 0
+
+
+def _calibrate(args) -> int:
+    from .thresholds import calibrate
+
+    print(json.dumps(calibrate(args.checkpoint, args.dataset, data_dir=args.data_dir)))
+    return 0
+
+
+def _transcribe(args) -> int:
+    from pathlib import Path
+
+    from .transcribe import transcribe
+
+    output = Path(args.output)
+    to_folder = len(args.inputs) > 1 or output.is_dir() or output.suffix.lower() not in (".mid", ".midi")
+    failed = 0
+    for name in args.inputs:
+        source = Path(name)
+        target = output / f"{source.stem}.mid" if to_folder else output
+        try:
+            result = transcribe(source, checkpoint=args.checkpoint, onset_threshold=args.onset_threshold,
+                                frame_threshold=args.frame_threshold, min_note_ms=args.min_note_ms,
+                                program=args.program, tempo=args.tempo, quantize=args.quantize)
+        except Mp3MidiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result.midi.write(str(target))
+        if args.csv:
+            rows = ["start_s,end_s,pitch,velocity"] + [f"{n.start_s:.4f},{n.end_s:.4f},{n.pitch},{n.velocity}"
+                                                       for n in result.notes]
+            target.with_suffix(".csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        for warning in result.warnings:
+            print(f"warning: {name}: {warning}", file=sys.stderr)
+        print(f"{name} -> {target}: {len(result.notes)} notes, {result.tempo_bpm:.1f} BPM")
+    return EXIT_USAGE if failed else 0
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ def save_checkpoint(path: str | Path, *, model: Transcriber, step: int, metrics:
         payload["optimizer"] = optimizer.state_dict()
     if scaler is not None:
         payload["scaler"] = scaler.state_dict()
+    write_payload(path, payload)
+
+
+def write_payload(path: str | Path, payload: dict) -> None:
+    """torch.save to a temporary name in the same folder, then rename: a crash never leaves half a checkpoint."""
+    path = Path(path)
     partial = path.with_name(path.name + ".partial")
     torch.save(payload, partial)
     os.replace(partial, path)
@@ -55,6 +61,14 @@ def load_checkpoint(path: str | Path | None = None, *, map_location: str = "cpu"
         raise Mp3MidiError(f"checkpoint {str(path)!r} was trained on other features ({payload['feature_settings']});"
                            f" this version computes {FEATURE_SETTINGS}")
     return payload
+
+
+def checkpoint_thresholds(payload: dict) -> dict:
+    """The decoding thresholds chosen for this checkpoint on validation data (defaults for older checkpoints)."""
+    from .thresholds import DEFAULT_THRESHOLDS
+
+    metrics = payload.get("metrics", {})
+    return {key: float(metrics.get(key, value)) for key, value in DEFAULT_THRESHOLDS.items()}
 
 
 def model_from_checkpoint(payload: dict) -> Transcriber:

@@ -8,7 +8,6 @@ semitone with the labels rolled by one key.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +19,12 @@ from pipeline.constants import BINS_PER_SEMITONE, LOWEST_PITCH
 from pipeline.errors import Mp3MidiError
 from pipeline.features import FEATURE_SETTINGS, FLOOR_DB
 from pipeline.notes import Note
+from pipeline.splits import SPLITS, split_of  # noqa: F401 - split_of is re-exported for callers
 
-SPLITS = ("train", "validation", "test")
-SPLIT_PERCENT = {"train": (0, 80), "validation": (80, 90), "test": (90, 100)}
 ROLLS = ("onset", "frame", "offset", "velocity")
-
-
-def split_of(content_hash: str) -> str:
-    """The stable split of a piece: 80 % train, 10 % validation, 10 % test, by its hash."""
-    bucket = int(hashlib.sha1(f"split:{content_hash}".encode()).hexdigest()[:8], 16) % 100
-    return next(name for name, (low, high) in SPLIT_PERCENT.items() if low <= bucket < high)
+# Onset targets span two 16 ms frames (32 ms, as in Onsets and Frames): an onset falls between frame centres, and a
+# one-frame target punishes the network for a half-frame disagreement. Decoding picks the peak, so notes stay single.
+ONSET_TARGET_FRAMES = 2
 
 
 @dataclass
@@ -154,11 +149,20 @@ class CropDataset(torch.utils.data.Dataset):
         if pad:
             features = np.pad(features, ((0, pad), (0, 0)))
             rolls = {name: np.pad(roll, ((0, pad), (0, 0))) for name, roll in rolls.items()}
+        rolls["onset"] = widen(rolls["onset"])
         batch = {"features": torch.from_numpy(np.ascontiguousarray(features))}
         for name, roll in rolls.items():
             scale = 127.0 if name == "velocity" else 1.0
             batch[name] = torch.from_numpy(roll.astype(np.float32) / scale)
         return batch
+
+
+def widen(roll: np.ndarray, frames: int = ONSET_TARGET_FRAMES) -> np.ndarray:
+    """[frames, 88] -> the same roll with each positive also marked on the following ``frames - 1`` frames."""
+    out = roll.copy()
+    for lag in range(1, frames):
+        out[lag:] = np.maximum(out[lag:], roll[:-lag])
+    return out
 
 
 def reference_notes(item: Item) -> list[Note]:

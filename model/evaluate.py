@@ -15,7 +15,7 @@ from pipeline.errors import Mp3MidiError
 from pipeline.features import spectrogram
 from pipeline.midi_io import read_midi
 
-from .checkpoints import load_checkpoint, model_from_checkpoint
+from .checkpoints import checkpoint_thresholds, load_checkpoint, model_from_checkpoint
 from .data import load_items, reference_notes
 from .decoding import decode
 from .inference import activations
@@ -33,7 +33,8 @@ def _transcribe_features(model, features, **decode_options):
 
 def evaluate_dataset(checkpoint: str | Path | None, datasets: list[str], *, split: str = "test",
                      data_dir: str | Path = "data", **decode_options) -> dict:
-    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    payload = load_checkpoint(checkpoint)
+    model, decode_options = model_from_checkpoint(payload), {**checkpoint_thresholds(payload), **decode_options}
     items = load_items(data_dir, datasets, split)
     if not items:
         raise Mp3MidiError(f"the {split} split of {', '.join(datasets)} holds no items")
@@ -43,30 +44,42 @@ def evaluate_dataset(checkpoint: str | Path | None, datasets: list[str], *, spli
                              duration_s=item.duration_s)
         group = MIX if item.is_mix else (item.families[0] if item.families else "unknown")
         rows.append((item.item_id, group, scores))
-    return _report(rows)
+    return report(rows)
 
 
 def evaluate_folder(checkpoint: str | Path | None, folder: str | Path, **decode_options) -> dict:
     """Every audio file in ``folder`` (recursively) that has a ``.mid`` with the same stem beside it."""
-    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    payload = load_checkpoint(checkpoint)
+    model, decode_options = model_from_checkpoint(payload), {**checkpoint_thresholds(payload), **decode_options}
     folder = Path(folder)
+    rows = []
+    for audio_path, midi_path in folder_pairs(folder):
+        audio = load_audio(audio_path)
+        reference = read_midi(midi_path).pitched_notes
+        estimated = _transcribe_features(model, spectrogram(audio), **decode_options)
+        rows.append((str(audio_path.relative_to(folder)), folder_group(audio_path, folder),
+                     score_notes(reference, estimated)))
+    return report(rows)
+
+
+def folder_pairs(folder: Path) -> list[tuple[Path, Path]]:
+    """(audio, reference .mid) pairs below ``folder``: every audio file with a same-stem .mid beside it."""
     if not folder.is_dir():
         raise Mp3MidiError(f"{str(folder)!r} is not a folder")
     pairs = [(audio, audio.with_suffix(".mid")) for audio in sorted(folder.rglob("*"))
              if audio.suffix.lower() in AUDIO_SUFFIXES and audio.with_suffix(".mid").is_file()]
     if not pairs:
         raise Mp3MidiError(f"no audio file with a reference .mid beside it in {str(folder)!r}")
-    rows = []
-    for audio_path, midi_path in pairs:
-        audio = load_audio(audio_path)
-        reference = read_midi(midi_path).pitched_notes
-        estimated = _transcribe_features(model, spectrogram(audio), **decode_options)
-        group = audio_path.parent.name if audio_path.parent != folder else "all"
-        rows.append((str(audio_path.relative_to(folder)), group, score_notes(reference, estimated)))
-    return _report(rows)
+    return pairs
 
 
-def _report(rows: list[tuple[str, str, Scores]]) -> dict:
+def folder_group(audio_path: Path, folder: Path) -> str:
+    """Files are grouped by the sub-folder they lie in ("all" for files at the top)."""
+    return audio_path.parent.name if audio_path.parent != folder else "all"
+
+
+def report(rows: list[tuple[str, str, Scores]]) -> dict:
+    """rows of (item, group, scores) -> {"overall", "groups", "items"}, means over items."""
     groups: dict[str, list[Scores]] = defaultdict(list)
     for _, group, scores in rows:
         groups[group].append(scores)

@@ -25,6 +25,7 @@ from .decoding import decode
 from .inference import activations
 from .metrics import mean_scores, score_notes
 from .network import Transcriber, config_for, losses, parameter_count
+from .thresholds import choose_thresholds
 
 WARMUP_STEPS = 200
 FINAL_LR_FRACTION = 0.1
@@ -179,15 +180,16 @@ def evaluate_model(model: Transcriber, items, validation_crops: CropDataset, *, 
     for start in range(0, VALIDATION_CROPS, 8):
         batch = _batch(validation_crops, start // 8, 8, device)
         crop_losses.append(float(losses(model(batch["features"]), batch)["total"]))
+    outputs = [activations(model, item.features, device=device) for item in items]
+    thresholds = choose_thresholds(outputs, [item.rolls for item in items])
     scores = []
-    for item in items:
-        probabilities = activations(model, item.features, device=device)
+    for item, probabilities in zip(items, outputs):
         notes = decode(probabilities["onset"], probabilities["frame"], offsets=probabilities["offset"],
-                       velocities=probabilities["velocity"])
+                       velocities=probabilities["velocity"], **thresholds)
         scores.append(score_notes(reference_notes(item), notes, duration_s=item.duration_s))
     mean = mean_scores(scores)
     return {"validation_loss": float(np.mean(crop_losses)), "onset_f1": mean.onset_f1, "offset_f1": mean.offset_f1,
-            "frame_f1": mean.frame_f1, "velocity_f1": mean.velocity_f1}
+            "frame_f1": mean.frame_f1, "velocity_f1": mean.velocity_f1, **thresholds}
 
 
 def _progress(options: TrainOptions, step: int):

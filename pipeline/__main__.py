@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--name", required=True, help="dataset name (a short slug)")
     generate.add_argument("--source", default="builtin", help="'builtin' or a folder of MIDI files (searched recursively)")
     generate.add_argument("--soundfont", nargs="+", default=[], metavar="PATH",
-                          help="one or more .sf2/.sf3 files; each item draws one (default: TimGM6mb)")
+                          help="one or more .sf2/.sf3 files ('default' = the embedded TimGM6mb); each item draws one")
     generate.add_argument("--families", nargs="+", default=[], metavar="FAMILY", choices=FAMILIES,
                           help="General MIDI families to draw instruments from (default: the 12 pitched ones)")
     generate.add_argument("--limit", type=int, default=None, help="at most this many pieces (builtin default: 100)")
@@ -39,10 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("--name", required=True)
     stats.add_argument("--data-dir", default="data")
 
+    export = commands.add_parser("export", help="copy a split's MP3s with reference .mid files into a folder")
+    export.add_argument("--name", required=True)
+    export.add_argument("--split", choices=("train", "validation", "test", "all"), default="test")
+    export.add_argument("--out", required=True, help="folder to write FAMILY/ITEM.mp3 and .mid into")
+    export.add_argument("--data-dir", default="data")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "export":
+            return _export(args)
         return _stats(args)
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -61,6 +69,15 @@ def _generate(args) -> int:
           f" made {summary.made_now} now in {summary.wall_s:.1f} s ({summary.speed:.0f}x real time)")
     for reason, count in summary.failures.items():
         print(f"  failed x{count}: {reason}")
+    return 0
+
+
+def _export(args) -> int:
+    from .catalog import validate_name
+    from .export import export_split
+
+    count = export_split(args.data_dir, validate_name(args.name), args.split, args.out)
+    print(f"exported {count} items of {args.name} ({args.split}) to {args.out}")
     return 0
 
 

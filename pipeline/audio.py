@@ -6,6 +6,7 @@ MP3, WAV, FLAC and OGG decode in-process through libsndfile; anything else (M4A,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import warnings
@@ -55,12 +56,26 @@ def load_audio(path: str | Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise Mp3MidiError(f"{str(path)!r} is empty")
     try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with _quiet_stderr():  # libsndfile's MP3 decoder prints notes about damaged frames straight to stderr
+            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
         audio, rate = _decode_with_ffmpeg(path)
     if audio.shape[0] == 0:
         raise Mp3MidiError(f"{str(path)!r} holds no audio samples")
     return to_model_rate(audio.mean(axis=1), rate)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Point file descriptor 2 at /dev/null for the duration (C libraries write there directly)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def to_model_rate(audio: np.ndarray, rate: int) -> np.ndarray:

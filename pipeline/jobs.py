@@ -31,6 +31,7 @@ from .sources import BUILTIN, builtin_refs, convert_many, scan_folder
 DEFAULT_BUILTIN_LIMIT = 100
 DEFAULT_CLIP_SECONDS = 30.0
 DEFAULT_MIX_PROBABILITY = 0.25
+DEFAULT_SOUNDFONT_NAME = "default"  # a --soundfont value meaning the embedded TimGM6mb
 
 
 @dataclass
@@ -162,7 +163,8 @@ def _results(specs: list[ItemSpec], options: GenerateOptions):
 
 def _config(options: GenerateOptions) -> dict:
     """The settings that define a dataset's content; a resumed run must match them."""
-    soundfonts = tuple(check_soundfont(path) for path in (options.soundfonts or (default_soundfont(),)))
+    named = [default_soundfont() if path == DEFAULT_SOUNDFONT_NAME else path for path in options.soundfonts]
+    soundfonts = tuple(check_soundfont(path) for path in (named or [default_soundfont()]))
     if options.source == BUILTIN:
         source = BUILTIN
     else:

@@ -1,8 +1,9 @@
 """FluidSynth rendering of parts with any soundfont, plus cheap augmentations (gain, reverb, chorus, noise).
 
 Only notes are played (no pedal, bends or controllers), so the audio sounds exactly what the labels say.
-A fresh synthesizer per render keeps output bit-identical however items are spread over processes;
-FluidSynth's sample cache makes reloading the same soundfont in one process cheap.
+A fresh synthesizer per render keeps output bit-identical however items are spread over processes. Soundfonts are
+loaded once per process and lent to each fresh synthesizer: an .sf3 takes one to two seconds to load (its samples
+are decompressed), longer than rendering a 30-second clip.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ MELODIC_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 SILENT_PEAK = 10 ** (-60 / 20)  # a render whose loudest sample is below -60 dBFS is silent
 CLIPPED_FRACTION = 0.001  # more than 0.1 % of samples at full scale means the synthesizer clipped
 _FULL_SCALE = 32767
+_FLUID_WARN = 2  # FluidSynth's log level for warnings
+_CHANNELS = 16
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,8 @@ def check_soundfont(path: str) -> str:
         header = handle.read(12)
     if header[:4] != b"RIFF" or header[8:12] != b"sfbk":
         raise Mp3MidiError(f"soundfont {path!r} is not an SF2/SF3 file (no RIFF sfbk header)")
-    synth, _ = _new_synth(str(resolved), Effects())
-    synth.delete()
+    synth, _, font = _new_synth(str(resolved), Effects())
+    _release(synth, font)
     return str(resolved)
 
 
@@ -78,7 +81,7 @@ def render(parts: list[Part], duration_s: float, *, soundfont: str, effects: Eff
     melodic = [part for part in parts if not part.is_drum]
     if len(melodic) > len(MELODIC_CHANNELS):
         raise Mp3MidiError(f"{len(melodic)} pitched parts; at most {len(MELODIC_CHANNELS)} can be rendered at once")
-    synth, font_id = _new_synth(soundfont, effects)
+    synth, font_id, font = _new_synth(soundfont, effects)
     try:
         events = []
         for channel, part in _assign_channels(parts):
@@ -103,7 +106,7 @@ def render(parts: list[Part], duration_s: float, *, soundfont: str, effects: Eff
         if total > cursor:
             pieces.append(synth.get_samples(total - cursor))
     finally:
-        synth.delete()
+        _release(synth, font)
     stereo = np.concatenate(pieces).reshape(-1, 2) if pieces else np.zeros((0, 2), np.int16)
     return _finish(stereo, effects, rng)
 
@@ -124,24 +127,56 @@ def _finish(stereo: np.ndarray, effects: Effects, rng: np.random.Generator | Non
     return np.clip(mono, -1.0, 1.0)
 
 
+@lru_cache(maxsize=8)
+def _loaded_font(soundfont: str):
+    """A soundfont loaded once in this process: (the synthesizer that owns it, the font handle to lend out)."""
+    import fluidsynth
+
+    owner = fluidsynth.Synth(samplerate=SAMPLE_RATE, channels=_CHANNELS)
+    font_id = owner.sfload(soundfont)
+    if font_id < 0:
+        owner.delete()
+        raise Mp3MidiError(f"FluidSynth cannot load soundfont {soundfont!r}")
+    return owner, fluidsynth.fluid_synth_get_sfont_by_id(owner.synth, font_id)
+
+
+@lru_cache(maxsize=1)
+def _fluid_library():
+    import ctypes
+
+    import fluidsynth
+
+    library = fluidsynth._fl  # the loaded libfluidsynth; pyfluidsynth does not wrap the calls below
+    library.fluid_synth_add_sfont.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    library.fluid_synth_remove_sfont.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    library.fluid_set_log_function.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    # Handing a font back resets every channel, and FluidSynth warns about each one left without a preset.
+    library.fluid_set_log_function(_FLUID_WARN, None, None)
+    return library
+
+
+def _release(synth, font) -> None:
+    _fluid_library().fluid_synth_remove_sfont(synth.synth, font)  # lent, not owned: the font stays loaded
+    synth.delete()
+
+
 def _new_synth(soundfont: str, effects: Effects):
     import fluidsynth
 
+    _, font = _loaded_font(soundfont)
     synth = fluidsynth.Synth(
         gain=SYNTH_GAIN,
         samplerate=SAMPLE_RATE,
+        channels=_CHANNELS,
         **{"synth.reverb.active": int(effects.reverb > 0), "synth.chorus.active": int(effects.chorus > 0),
            "synth.polyphony": 512, "synth.cpu-cores": 1},
     )
-    font_id = synth.sfload(soundfont)
-    if font_id < 0:
-        synth.delete()
-        raise Mp3MidiError(f"FluidSynth cannot load soundfont {soundfont!r}")
+    font_id = _fluid_library().fluid_synth_add_sfont(synth.synth, font)
     if effects.reverb > 0:
         synth.set_reverb(roomsize=0.2 + 0.6 * effects.reverb, damping=0.4, width=0.8, level=effects.reverb)
     if effects.chorus > 0:
         synth.set_chorus(nr=3, level=effects.chorus * 4, speed=0.4, depth=6.0, type=0)
-    return synth, font_id
+    return synth, font_id, font
 
 
 def _assign_channels(parts: list[Part]):

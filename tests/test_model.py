@@ -11,7 +11,8 @@ import torch
 
 from model import runs
 from model.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
-from model.data import Augment, CropDataset, load_items, split_of
+from model.data import Augment, CropDataset, load_items
+from pipeline.splits import split_of
 from model.evaluate import evaluate_dataset
 from model.inference import activations
 from model.network import HEADS, SIZES, Transcriber, config_for, losses
@@ -158,3 +159,19 @@ def test_evaluate_cli_writes_json(tiny, tmp_path):
     assert "overall" in report and len(report["items"]) >= 1 and "overall" in result.stdout
     direct = evaluate_dataset(checkpoint, ["tiny"], split="train", data_dir=tiny)
     assert direct["overall"]["onset_f1"] == pytest.approx(report["overall"]["onset_f1"])
+
+
+def test_export_then_evaluate_a_folder(tiny, tmp_path):
+    from model.evaluate import evaluate_folder
+    from pipeline.export import export_split
+
+    checkpoint = runs.run_dir(tiny, "fit") / "best.pt"
+    if not checkpoint.exists():
+        pytest.skip("needs the training test's run")
+    assert export_split(tiny, "tiny", "all", tmp_path / "eval") == 12
+    pairs = sorted((tmp_path / "eval").rglob("*.mp3"))
+    assert len(pairs) == 12 and all(p.with_suffix(".mid").is_file() for p in pairs)
+    report = evaluate_folder(checkpoint, tmp_path / "eval")
+    assert len(report["items"]) == 12 and sum(g["items"] for g in report["groups"].values()) == 12
+    with pytest.raises(Mp3MidiError, match="no audio file with a reference .mid"):
+        evaluate_folder(checkpoint, tmp_path)

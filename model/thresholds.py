@@ -1,0 +1,61 @@
+"""Decoding thresholds chosen from data: the points of the onset and frame precision-recall curves with the best F1.
+
+A network's probabilities are not calibrated to 0.5 (rare onsets sit lower, weighted losses push them higher), so
+every evaluation picks the thresholds on validation items and the checkpoint carries them; transcription uses
+them unless the user moves a slider.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve
+
+from pipeline.errors import Mp3MidiError
+
+from .data import widen
+
+DEFAULT_THRESHOLDS = {"onset_threshold": 0.5, "frame_threshold": 0.3}
+MAX_CELLS = 2_000_000  # cells sampled per curve: enough for a stable curve, quick to sort
+BOUNDS = (0.05, 0.95)
+
+
+def best_threshold(probabilities: np.ndarray, targets: np.ndarray, *, seed: int = 0) -> float:
+    """The threshold with the highest F1 on the precision-recall curve of ``probabilities`` against 0/1 ``targets``."""
+    probabilities, targets = probabilities.ravel(), targets.ravel()
+    if probabilities.size > MAX_CELLS:
+        keep = np.random.default_rng(seed).choice(probabilities.size, MAX_CELLS, replace=False)
+        probabilities, targets = probabilities[keep], targets[keep]
+    if not targets.any():
+        return float("nan")
+    precision, recall, thresholds = precision_recall_curve(targets, probabilities)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-9)
+    return float(np.clip(thresholds[int(np.argmax(f1))], *BOUNDS))
+
+
+def choose_thresholds(activations: list[dict[str, np.ndarray]], rolls: list[dict[str, np.ndarray]]) -> dict:
+    """activations and label rolls of the same items ([frames, 88] each) -> decode() threshold keywords."""
+    onsets = best_threshold(np.concatenate([a["onset"] for a in activations]),
+                            np.concatenate([widen(r["onset"]) for r in rolls]))
+    frames = best_threshold(np.concatenate([a["frame"] for a in activations]),
+                            np.concatenate([r["frame"] for r in rolls]))
+    chosen = {"onset_threshold": onsets, "frame_threshold": frames}
+    return {key: DEFAULT_THRESHOLDS[key] if np.isnan(value) else value for key, value in chosen.items()}
+
+
+def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Path = "data") -> dict:
+    """Choose thresholds on the validation items of ``datasets`` and store them in the checkpoint file."""
+    from .checkpoints import load_checkpoint, model_from_checkpoint, write_payload
+    from .data import load_items
+    from .inference import activations
+
+    payload = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(payload)
+    items = load_items(data_dir, datasets, "validation")
+    if not items:
+        raise Mp3MidiError(f"the validation split of {', '.join(datasets)} holds no items")
+    thresholds = choose_thresholds([activations(model, item.features) for item in items], [item.rolls for item in items])
+    payload["metrics"] = {**payload.get("metrics", {}), **thresholds}
+    write_payload(checkpoint, payload)
+    return thresholds

@@ -1,0 +1,14 @@
+"""Train/validation/test membership of a piece, from its content hash alone: stable, and grouped by piece."""
+
+from __future__ import annotations
+
+import hashlib
+
+SPLITS = ("train", "validation", "test")
+SPLIT_PERCENT = {"train": (0, 80), "validation": (80, 90), "test": (90, 100)}
+
+
+def split_of(content_hash: str) -> str:
+    """80 % train, 10 % validation, 10 % test. A piece keeps its split when a dataset grows or is re-rendered."""
+    bucket = int(hashlib.sha1(f"split:{content_hash}".encode()).hexdigest()[:8], 16) % 100
+    return next(name for name, (low, high) in SPLIT_PERCENT.items() if low <= bucket < high)
