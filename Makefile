@@ -60,10 +60,13 @@ train-default: setup
 	$(PY) -m model train --dataset builtin-train procedural-train --run default --steps $(TRAIN_STEPS) \
 	  --batch-size 12 --eval-every 300 --seed 0 --threads 2
 	cp data/runs/default/best.pt model/checkpoints/default.pt
+	$(PY) -m model calibrate --checkpoint model/checkpoints/default.pt --dataset builtin-train procedural-train
+	$(PY) -m model evaluate --dataset builtin-train procedural-train --split test --json docs/eval-held-out.json
 	$(PY) benchmarks/procedural_midi.py --out data/procedural-unseen --count 60 --first-seed 900000
 	$(PY) -m pipeline generate --name unseen-procedural --source data/procedural-unseen --seed 1 --clip-seconds 20 \
 	  --soundfont $(UNSEEN_SOUNDFONT)
 	$(PY) -m pipeline generate --name unseen-builtin --limit 160 --seed 1 --clip-seconds 20 --soundfont $(UNSEEN_SOUNDFONT)
 	$(PY) -m pipeline export --name unseen-procedural --split all --out data/eval/unseen-soundfont
 	$(PY) -m pipeline export --name unseen-builtin --split test --out data/eval/unseen-soundfont
-	$(PY) -m model evaluate --folder data/eval/unseen-soundfont --json docs/eval-unseen-soundfont.json
+	$(PY) benchmarks/compare_basic_pitch.py --folder data/eval/unseen-soundfont --threads 2 \
+	  --json docs/eval-unseen-soundfont.json

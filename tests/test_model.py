@@ -173,5 +173,6 @@ def test_export_then_evaluate_a_folder(tiny, tmp_path):
     assert len(pairs) == 12 and all(p.with_suffix(".mid").is_file() for p in pairs)
     report = evaluate_folder(checkpoint, tmp_path / "eval")
     assert len(report["items"]) == 12 and sum(g["items"] for g in report["groups"].values()) == 12
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(Mp3MidiError, match="no audio file with a reference .mid"):
-        evaluate_folder(checkpoint, tmp_path)
+        evaluate_folder(checkpoint, tmp_path / "nothing")

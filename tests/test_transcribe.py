@@ -92,7 +92,10 @@ def test_cli_writes_each_input_and_reports_each_bad_one(tmp_path, checkpoint):
     assert len(errors) >= 4 and all(line.startswith("error: ") for line in errors), result.stderr
     assert "Traceback" not in result.stderr
     assert (out / "good.mid").is_file() and (out / "good.csv").read_text().startswith("start_s,end_s,pitch,velocity")
-    assert pretty_midi.PrettyMIDI(str(out / "good.mid")).instruments[0].program == 40
+    import mido
+
+    programs = [m.program for t in mido.MidiFile(str(out / "good.mid")).tracks for m in t if m.type == "program_change"]
+    assert programs == [40]  # the track keeps its instrument even when the (untrained) network hears no notes
     assert not (out / "text.mid").exists() and not (out / "empty.mid").exists()
 
 
@@ -105,3 +108,17 @@ def test_cli_one_input_to_one_file(tmp_path, checkpoint):
                              "--checkpoint", str(checkpoint), "--tempo", "100"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert pretty_midi.PrettyMIDI(str(tmp_path / "x.mid")).get_tempo_changes()[1][0] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("program", [0, 40, 73])  # piano, violin, flute
+def test_the_default_model_hears_the_notes_of_a_rendered_mp3(tmp_path, program):
+    """End to end through MP3 with the committed model: every played note comes back (pitch exact, onset
+    within 50 ms). Its precision (extra notes, mostly harmonics) is measured in docs/MODEL_CARD.md, not here."""
+    from model.metrics import score_notes
+
+    notes = tuple(Note(0.2 + i * 0.4, 0.5 + i * 0.4, 48 + (i * 5) % 24, 90) for i in range(10))
+    path = tmp_path / "melody.mp3"
+    encode_mp3(render([Part(program, False, notes)], 4.6, soundfont=default_soundfont()), path)
+    result = transcribe(path)
+    assert score_notes(list(notes), result.notes).onset_recall >= 0.9
+    assert all(1 <= n.velocity <= 127 and n.end_s > n.start_s for n in result.notes)
