@@ -20,6 +20,7 @@ from .errors import Mp3MidiError
 
 DEFAULT_BITRATE = "64k"
 _INT16_SCALE = 32767.0
+_BLOCK_SECONDS = 30
 
 
 def ffmpeg_exe() -> str:
@@ -57,12 +58,30 @@ def load_audio(path: str | Path) -> np.ndarray:
         raise Mp3MidiError(f"{str(path)!r} is empty")
     try:
         with _quiet_stderr():  # libsndfile's MP3 decoder prints notes about damaged frames straight to stderr
-            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            audio = _read_in_blocks(path)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
         audio, rate = _decode_with_ffmpeg(path)
-    if audio.shape[0] == 0:
+        audio = to_model_rate(audio.mean(axis=1), rate)
+    if audio.size == 0:
         raise Mp3MidiError(f"{str(path)!r} holds no audio samples")
-    return to_model_rate(audio.mean(axis=1), rate)
+    return audio
+
+
+def _read_in_blocks(path: Path) -> np.ndarray:
+    """Decode, mix to mono and resample block by block: memory holds the result, not the file at its own rate
+    and channel count (30 minutes of 44.1 kHz stereo would be 635 MB as float32; at 16 kHz mono it is 115 MB)."""
+    import soxr
+
+    with soundfile.SoundFile(str(path)) as source:
+        stream = None if source.samplerate == SAMPLE_RATE else soxr.ResampleStream(
+            source.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        pieces = []
+        while len(block := source.read(source.samplerate * _BLOCK_SECONDS, dtype="float32", always_2d=True)):
+            mono = block.mean(axis=1)
+            pieces.append(mono if stream is None else stream.resample_chunk(mono))
+        if stream is not None:
+            pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
 
 
 @contextlib.contextmanager

@@ -47,3 +47,13 @@ def test_labels_mark_onset_sustain_offset_velocity():
 
 def test_frame_times_match_the_frame_rate():
     assert time_to_frame(1.0) == round(FRAMES_PER_SECOND)
+
+
+def test_long_audio_in_chunks_matches_one_pass():
+    rng = np.random.default_rng(1)
+    t = np.arange(40 * SAMPLE_RATE) / SAMPLE_RATE
+    audio = (0.3 * np.sin(2 * np.pi * 110 * t * (1 + 0.2 * np.sin(t))) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
+    whole = spectrogram(audio, chunk_frames=10_000)
+    chunked = spectrogram(audio, chunk_frames=500)
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked, whole, atol=2e-3)
