@@ -14,7 +14,7 @@ import numpy as np
 import pretty_midi
 
 from pipeline.audio import load_audio
-from pipeline.constants import HOP_LENGTH, SAMPLE_RATE
+from pipeline.constants import SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
 from pipeline.features import spectrogram
 from pipeline.notes import Note, remove_self_overlaps
@@ -22,15 +22,11 @@ from pipeline.notes import Note, remove_self_overlaps
 from .checkpoints import DEFAULT_CHECKPOINT, checkpoint_thresholds, load_checkpoint, model_from_checkpoint
 from .decoding import decode
 from .inference import activations
+from .tempo import TEMPO_RANGE_BPM, estimate_tempo
 
 DEFAULT_PROGRAM = 0  # acoustic grand piano
 QUANTIZE_GRIDS = {"1/8": 2, "1/16": 4, "1/32": 8}  # grid steps per beat
 SILENCE_PEAK = 1e-4
-TEMPO_RANGE_BPM = (40.0, 240.0)
-DEFAULT_TEMPO_BPM = 120.0
-# The tempo is read off an autocorrelation lag in envelope frames; 8 ms frames keep that grid within 1 % at 120 BPM.
-TEMPO_HOP = HOP_LENGTH // 2
-TEMPO_SECONDS = 120.0  # audio the tempo is estimated from: enough for a steady estimate, bounded memory
 
 
 @dataclass
@@ -82,8 +78,9 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
     warnings = []
     if np.abs(samples).max(initial=0.0) < SILENCE_PEAK:
         warnings.append("the audio is silent: the MIDI has no notes")
-    probabilities = activations(model, spectrogram(samples))
-    tempo_bpm = estimate_tempo(samples) if tempo == "auto" else _checked_tempo(tempo)
+    features = spectrogram(samples)
+    probabilities = activations(model, features)
+    tempo_bpm = estimate_tempo(features) if tempo == "auto" else _checked_tempo(tempo)
     notes = quantized(_decode(probabilities, onset_threshold, frame_threshold, min_note_ms), tempo_bpm, quantize)
     return Transcription(notes, tempo_bpm, to_midi(notes, tempo_bpm=tempo_bpm, program=program),
                          samples.size / SAMPLE_RATE, probabilities, warnings)
@@ -103,20 +100,6 @@ def _checked_tempo(tempo) -> float:
     if not TEMPO_RANGE_BPM[0] <= value <= TEMPO_RANGE_BPM[1]:
         raise Mp3MidiError(f"tempo {value:g} BPM is outside {TEMPO_RANGE_BPM[0]:g}-{TEMPO_RANGE_BPM[1]:g}")
     return value
-
-
-def estimate_tempo(samples: np.ndarray) -> float:
-    """Beats per minute from the onset-strength autocorrelation (librosa), or 120 for audio without a pulse."""
-    import librosa
-
-    if samples.size < SAMPLE_RATE or np.abs(samples).max(initial=0.0) < SILENCE_PEAK:
-        return DEFAULT_TEMPO_BPM
-    middle, half = samples.size // 2, int(TEMPO_SECONDS * SAMPLE_RATE) // 2
-    samples = samples[max(0, middle - half):middle + half]  # a long file's pulse shows in its middle minutes
-    envelope = librosa.onset.onset_strength(y=samples, sr=SAMPLE_RATE, hop_length=TEMPO_HOP)
-    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=envelope, sr=SAMPLE_RATE,
-                                                      hop_length=TEMPO_HOP))[0])
-    return float(np.clip(tempo, *TEMPO_RANGE_BPM)) if tempo > 0 else DEFAULT_TEMPO_BPM
 
 
 def quantized(notes: list[Note], tempo_bpm: float, grid: str | None) -> list[Note]:
