@@ -13,7 +13,7 @@ Design (reasons in docs/MODEL.md):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -127,7 +127,6 @@ class LossWeights:
     frame: float = 1.0
     offset: float = 0.5
     velocity: float = 0.5
-    extra: dict = field(default_factory=dict)
 
 
 def losses(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],

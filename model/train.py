@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,7 +50,6 @@ class TrainOptions:
     augment: bool = True
     progress: bool = False
     threads: int | None = None
-    extra: dict = field(default_factory=dict)
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the run it continues."""
@@ -198,8 +196,3 @@ def _progress(options: TrainOptions, step: int):
     from tqdm import tqdm
 
     return tqdm(total=options.steps, initial=step, unit="step", desc=options.run, dynamic_ncols=True)
-
-
-def checkpoint_paths(data_dir: str, run: str) -> tuple[Path, Path]:
-    directory = runs.run_dir(data_dir, run)
-    return directory / "latest.pt", directory / "best.pt"

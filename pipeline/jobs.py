@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from . import item as item_module
 from .catalog import connect, validate_name
 from .errors import Mp3MidiError
@@ -229,10 +231,11 @@ def _insert_planned(connection, name: str, refs) -> None:
             known.add(item_id)
             rows.append((item_id, name, start + len(rows), ref.kind, ref.locator, ref.content_hash,
                          item_seed(seed, ref.content_hash)))
-    if rows:
-        connection.executemany(
-            "INSERT INTO items (item_id, dataset, ordinal, source_kind, source, source_hash, seed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    if rows:  # one bulk insert: executemany takes about a minute for a 20,000-file folder
+        planned = pd.DataFrame(rows, columns=["item_id", "dataset", "ordinal", "source_kind", "source",
+                                              "source_hash", "seed"])
+        connection.execute("INSERT INTO items (item_id, dataset, ordinal, source_kind, source, source_hash, seed)"
+                           " SELECT * FROM planned")
 
 
 def _redo_items_missing_files(connection, name: str, items_dir: Path) -> None:
