@@ -40,6 +40,7 @@ run: setup
 	  --browser.gatherUsageStats false
 
 test: setup
+	@$(MAKE) --no-print-directory system APT_PACKAGES="$(APT_PACKAGES) chromium"  # the browser test's Chromium
 	$(PY) -m pytest -q
 
 demo: setup

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.background import is_alive
 from pipeline.catalog import connect, validate_name
 
 METRIC_COLUMNS = ("train_loss", "validation_loss", "onset_f1", "offset_f1", "frame_f1", "velocity_f1",
@@ -57,8 +58,34 @@ def finish_run(data_dir, name: str, *, status: str, message: str | None = None) 
 
 
 def list_runs(data_dir) -> pd.DataFrame:
+    """Every run, oldest first; a run marked running whose process is gone reads 'interrupted'."""
     with connect(data_dir, read_only=True) as connection:
-        return connection.execute("SELECT * FROM runs ORDER BY started_at").df()
+        frame = connection.execute("SELECT * FROM runs ORDER BY started_at").df()
+    here = socket.gethostname()
+    dead = (frame["status"] == "running") & (frame["host"] == here) & ~frame["pid"].map(
+        lambda pid: is_alive(int(pid)) if pd.notna(pid) else False)
+    frame.loc[dead, "status"] = "interrupted"
+    return frame
+
+
+def final_metrics(data_dir, names: list[str]) -> pd.DataFrame:
+    """The last evaluation of each run: one row per run with every metric column."""
+    with connect(data_dir, read_only=True) as connection:
+        return connection.execute(
+            "SELECT * FROM run_metrics WHERE list_contains(?, run)"
+            " QUALIFY row_number() OVER (PARTITION BY run ORDER BY step DESC) = 1 ORDER BY run", [names]).df()
+
+
+def config_differences(data_dir, names: list[str]) -> pd.DataFrame:
+    """Settings that differ between the runs: one row per setting, one column per run (datasets included)."""
+    runs = list_runs(data_dir).set_index("name")
+    configs = {name: {"datasets": ", ".join(runs.at[name, "datasets"]), "device": runs.at[name, "device"],
+                      "steps": int(runs.at[name, "steps"]), **json.loads(runs.at[name, "config"])}
+               for name in names if name in runs.index}
+    keys = sorted({key for config in configs.values() for key in config})
+    rows = {key: [str(configs[name].get(key, "–")) for name in configs] for key in keys}
+    differing = {key: values for key, values in rows.items() if len(set(values)) > 1}
+    return pd.DataFrame.from_dict(differing, orient="index", columns=list(configs)).rename_axis("setting").reset_index()
 
 
 def run_metrics(data_dir, names: list[str]) -> pd.DataFrame:

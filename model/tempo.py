@@ -20,11 +20,38 @@ SECONDS_PER_MINUTE = 60.0
 
 def estimate_tempo(features: np.ndarray) -> float:
     """features [frames, bins] from ``spectrogram()`` -> beats per minute (DEFAULT_TEMPO_BPM when there is no pulse)."""
+    lo, hi = _middle(features.shape[0])
+    return _tempo(spectral_flux(features[lo:hi]))
+
+
+def tempo_from_flux(flux: np.ndarray) -> float:
+    """``estimate_tempo()`` from the [frames - 1] ``spectral_flux()`` of a whole file's features, which a stream of
+    feature pieces can gather in a few bytes per frame without keeping the features."""
+    lo, hi = _middle(flux.size + 1)
+    return _tempo(flux[lo:max(lo, hi - 1)])
+
+
+def spectral_flux(features: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
+    """features [frames, bins] -> [frames - 1]: the summed rise of every bin from each frame to the next.
+
+    ``previous`` [bins], the frame before ``features[0]``, adds the step from it: the flux of consecutive pieces,
+    each given the last frame of the one before, joins into exactly the flux of the whole.
+    """
+    if previous is not None:
+        features = np.concatenate((previous[None], features))
+    return np.maximum(np.diff(features, axis=0), 0.0).sum(axis=1)
+
+
+def _middle(frames: int) -> tuple[int, int]:
+    """The frames [lo, hi) of the analysed excerpt: the middle ANALYSIS_SECONDS of the file."""
     half = int(ANALYSIS_SECONDS * FRAMES_PER_SECOND) // 2
-    middle = features.shape[0] // 2
-    excerpt = features[max(0, middle - half):middle + half]
-    flux = np.maximum(np.diff(excerpt, axis=0), 0.0).sum(axis=1)
-    flux -= flux.mean()
+    middle = frames // 2
+    return max(0, middle - half), min(frames, middle + half)
+
+
+def _tempo(flux: np.ndarray) -> float:
+    """Beats per minute from the spectral flux of the analysed excerpt."""
+    flux = flux - flux.mean() if flux.size else flux
     longest = int(np.ceil(SECONDS_PER_MINUTE * FRAMES_PER_SECOND / TEMPO_RANGE_BPM[0]))
     if flux.size < 2 * longest or not np.any(flux):
         return DEFAULT_TEMPO_BPM

@@ -9,6 +9,8 @@ run sees the same data it would have seen.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -76,19 +78,41 @@ def learning_rate(step: int, *, peak: float, total: int) -> float:
     return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(options: TrainOptions) -> dict:
-    """Train (or continue) run ``options.run``; returns the final metrics."""
+def check_options(options: TrainOptions) -> str:
+    """Refuse bad settings before any work (names, numbers, device, a clash with an existing run); returns the
+    device to train on."""
     directory = runs.run_dir(options.data_dir, options.run)
     device = pick_device(options.device)
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    torch.manual_seed(options.seed)
-    stored = runs.stored_config(options.data_dir, options.run)
+    config_for(options.size)
+    for name, value in (("--steps", options.steps), ("--batch-size", options.batch_size),
+                        ("--eval-every", options.eval_every)):
+        if value < 1:
+            raise Mp3MidiError(f"{name} must be at least 1; got {value}")
+    if not options.lr > 0:
+        raise Mp3MidiError(f"--lr must be positive; got {options.lr}")
+    if not options.datasets:
+        raise Mp3MidiError("choose at least one dataset to train on")
     latest = directory / "latest.pt"
     if options.resume and not latest.is_file():
         raise Mp3MidiError(f"--resume: run {options.run!r} has no checkpoint to continue from")
+    stored = runs.stored_config(options.data_dir, options.run)
     if stored is not None and stored != options.identity() and latest.is_file():
         raise Mp3MidiError(f"run {options.run!r} exists with other settings ({stored}); choose another --run")
+    return device
+
+
+def train(options: TrainOptions) -> dict:
+    """Train (or continue) run ``options.run``; returns the final metrics.
+
+    Ctrl-C or SIGTERM stops it in good order: the current state is saved to ``latest.pt`` and the run is marked
+    'cancelled', so the same command continues it.
+    """
+    device = check_options(options)
+    directory = runs.run_dir(options.data_dir, options.run)
+    latest = directory / "latest.pt"
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    torch.manual_seed(options.seed)
 
     train_items = load_items(options.data_dir, options.datasets, "train")
     validation_items = load_items(options.data_dir, options.datasets, "validation", limit=options.eval_items)
@@ -116,7 +140,8 @@ def train(options: TrainOptions) -> dict:
     bar = _progress(options, step)
     window_loss, window_examples, window_started = [], 0, time.perf_counter()
     metrics: dict = {}
-    status = "done"
+    status, saved_step = "done", step
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         while step < options.steps:
             lr = learning_rate(step, peak=options.lr, total=options.steps)
@@ -150,19 +175,33 @@ def train(options: TrainOptions) -> dict:
                     save_checkpoint(directory / "best.pt", model=model, step=step, metrics=metrics, train_config=config)
                 save_checkpoint(latest, model=model, step=step, metrics=metrics, optimizer=optimizer, scaler=scaler,
                                 train_config=config)
+                saved_step = step
                 runs.record_metrics(options.data_dir, options.run, step, metrics,
                                     best=best if improved else None)
                 window_loss, window_examples, window_started = [], 0, time.perf_counter()
     except KeyboardInterrupt:
         status = "cancelled"
+        if step > saved_step:  # keep the steps since the last evaluation
+            save_checkpoint(latest, model=model, step=step, metrics=metrics, optimizer=optimizer, scaler=scaler,
+                            train_config={**options.identity(), "best": list(best), "steps": options.steps})
     except Exception as exc:
         runs.finish_run(options.data_dir, options.run, status="failed", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     runs.finish_run(options.data_dir, options.run, status=status)
     return metrics
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _batch(crops: CropDataset, step: int, batch_size: int, device: str) -> dict[str, torch.Tensor]:

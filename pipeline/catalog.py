@@ -56,6 +56,10 @@ MIGRATIONS = (
         validation_loss DOUBLE, onset_f1 DOUBLE, offset_f1 DOUBLE, frame_f1 DOUBLE, velocity_f1 DOUBLE,
         learning_rate DOUBLE, examples_per_s DOUBLE, PRIMARY KEY (run, step));
     """,
+    # 3: choices the dashboard keeps (the active model)
+    """
+    CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR, updated_at TIMESTAMP);
+    """,
 )
 
 
@@ -89,6 +93,14 @@ def connect(data_dir: str | Path, *, read_only: bool = False,
         connection = _open_with_retry(path, read_only=read_only, timeout_s=timeout_s)
         if not read_only:
             _migrate(connection)
+        elif _version(connection) < len(MIGRATIONS):  # a catalog from an older version: upgrade it once
+            connection.close()
+            writer = _open_with_retry(path, read_only=False, timeout_s=timeout_s)
+            try:
+                _migrate(writer)
+            finally:
+                writer.close()
+            connection = _open_with_retry(path, read_only=True, timeout_s=timeout_s)
     try:
         yield connection
     finally:
@@ -108,10 +120,15 @@ def _open_with_retry(path: Path, *, read_only: bool, timeout_s: float) -> duckdb
             delay = min(delay * 2, 0.5)
 
 
+def _version(connection: duckdb.DuckDBPyConnection) -> int:
+    known = connection.execute("SELECT count(*) FROM information_schema.tables"
+                               " WHERE table_name = 'schema_version'").fetchone()[0]
+    return connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0] if known else 0
+
+
 def _migrate(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-    current = row[0] or 0
+    current = _version(connection)
     for version, script in enumerate(MIGRATIONS, start=1):
         if version > current:
             connection.execute("BEGIN")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from .background import is_alive
 from .catalog import connect, validate_name
+from .constants import FRAMES_PER_SECOND, HIGHEST_PITCH, LOWEST_PITCH
 from .errors import Mp3MidiError
+from .instruments import FAMILIES
+from .jobs import dataset_dir
+from .preview import pool_step
 
 DURATION_EDGES_S = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
 VELOCITY_BIN = 16
@@ -126,6 +133,106 @@ def items(data_dir: str | Path, name: str, *, status: str | None = None, limit: 
                   [_known(data_dir, name), status, status, limit])
 
 
+def pitch_family_matrix(data_dir: str | Path, name: str) -> pd.DataFrame:
+    """Notes per instrument family and key: [families, N_KEYS], zeros included, so missing keys show as gaps.
+
+    Rows are the families that play at least one note, in General MIDI order; columns are the MIDI pitches
+    LOWEST_PITCH..HIGHEST_PITCH. Notes outside the 88 keys (the labels leave them out too) are not counted.
+    """
+    counts = _query(data_dir, """
+        SELECT n.family, n.pitch, count(*) AS notes FROM item_notes n JOIN items i USING (item_id)
+        WHERE i.dataset = ? AND n.pitch BETWEEN ? AND ? GROUP BY n.family, n.pitch""",
+                    [_known(data_dir, name), LOWEST_PITCH, HIGHEST_PITCH])
+    present = set(counts["family"])
+    families = [family for family in FAMILIES if family in present] + sorted(present - set(FAMILIES))
+    keys = list(range(LOWEST_PITCH, HIGHEST_PITCH + 1))
+    matrix = np.zeros((len(families), len(keys)), dtype=np.int64)
+    rows = [families.index(family) for family in counts["family"]]
+    matrix[rows, (counts["pitch"] - LOWEST_PITCH).to_numpy(dtype=int)] = counts["notes"].to_numpy()
+    return pd.DataFrame(matrix, index=pd.Index(families, name="family"), columns=pd.Index(keys, name="pitch"))
+
+
+def keys_without_notes(matrix: pd.DataFrame) -> list[int]:
+    """The MIDI pitches whose column of a ``pitch_family_matrix`` holds no note at all."""
+    return [int(pitch) for pitch, notes in matrix.sum(axis=0).items() if notes == 0]
+
+
+def done_items(data_dir: str | Path, name: str, *, family: str | None = None, contains: str | None = None,
+               limit: int = 500) -> pd.DataFrame:
+    """Finished items to browse, in plan order, at most ``limit``: item_id, ordinal, source_kind, source, programs,
+    families, is_mix, duration_s, n_notes. ``family`` keeps items with that family; ``contains`` keeps items whose
+    source holds that text (any case)."""
+    if family is not None and family not in FAMILIES:
+        raise Mp3MidiError(f"unknown instrument family {family!r}; choose from {', '.join(FAMILIES)}")
+    return _query(data_dir, """
+        SELECT item_id, ordinal, source_kind, source, programs, families, is_mix, duration_s, n_notes
+        FROM items WHERE dataset = ? AND status = 'done' AND (? IS NULL OR list_contains(families, ?))
+              AND (? IS NULL OR contains(lower(source), lower(?)))
+        ORDER BY ordinal LIMIT ?""", [_known(data_dir, name), family, family, contains, contains, limit])
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One finished item as the item browser shows it. Its paths are checked to lie inside the dataset's folder.
+
+    ``notes`` has columns start_s, end_s, pitch, velocity, program, family, one row per labelled note.
+    ``preview_span_s`` is how many seconds the full width of the preview PNG covers (its last column may hold
+    padding past the end of the audio).
+    """
+
+    item_id: str
+    dataset: str
+    ordinal: int
+    source_kind: str
+    source: str
+    soundfont: str
+    programs: tuple[int, ...]
+    families: tuple[str, ...]
+    is_mix: bool
+    duration_s: float
+    n_notes: int
+    audio_path: Path
+    preview_path: Path
+    preview_span_s: float
+    notes: pd.DataFrame = field(compare=False, repr=False)
+
+
+def item_view(data_dir: str | Path, name: str, item_id: str) -> ItemView:
+    """The finished item ``item_id`` of dataset ``name`` with its notes and files."""
+    with connect(data_dir, read_only=True) as connection:
+        row = connection.execute("""
+            SELECT ordinal, source_kind, source, soundfont, programs, families, is_mix, duration_s, n_notes,
+                   audio_path, features_path, preview_path
+            FROM items WHERE dataset = ? AND item_id = ? AND status = 'done'""",
+                                 [_known(data_dir, name), item_id]).fetchone()
+        if row is None:
+            raise Mp3MidiError(f"dataset {name!r} has no finished item {item_id!r}")
+        notes = connection.execute("""
+            SELECT start_s, start_s + duration_s AS end_s, pitch, velocity, program, family FROM item_notes
+            WHERE item_id = ? ORDER BY start_s, pitch""", [item_id]).df()
+    ordinal, source_kind, source, soundfont, programs, families, is_mix, duration_s, n_notes = row[:9]
+    audio, features, preview = (_item_file(data_dir, name, item_id, stored) for stored in row[9:])
+    with np.load(features) as stored:
+        frames = int(stored["frame"].shape[0])
+    step = pool_step(frames)
+    columns = -(-frames // step)
+    return ItemView(item_id, name, int(ordinal), source_kind, source, soundfont, tuple(programs or ()),
+                    tuple(families or ()), bool(is_mix), float(duration_s), int(n_notes), audio, preview,
+                    columns * step / FRAMES_PER_SECOND, notes)
+
+
+def _item_file(data_dir: str | Path, name: str, item_id: str, stored: str | None) -> Path:
+    """A file the catalog names for an item, refused unless it is an existing file inside the items folder."""
+    items_dir = dataset_dir(data_dir, name) / "items"
+    path = (items_dir / (stored or "")).resolve()
+    if not stored or not path.is_relative_to(items_dir):
+        raise Mp3MidiError(f"item {item_id!r} names the file {stored!r}, which is not inside {str(items_dir)!r}")
+    if not path.is_file():
+        raise Mp3MidiError(f"item {item_id!r} is missing its file {str(path)!r}; run generate for dataset {name!r}"
+                           " again to remake it")
+    return path
+
+
 def _known(data_dir: str | Path, name: str) -> str:
     validate_name(name)
     with connect(data_dir, read_only=True) as connection:
@@ -136,7 +243,14 @@ def _known(data_dir: str | Path, name: str) -> str:
 
 
 def recent_jobs(data_dir: str | Path, *, limit: int = 20) -> pd.DataFrame:
-    """The latest generation jobs with their progress: job_id, dataset, status, done, failed, total, audio_s, times."""
-    return _query(data_dir, """
-        SELECT job_id, dataset, status, done, failed, total, audio_s, workers, cluster, started_at, updated_at,
-               finished_at FROM jobs ORDER BY started_at DESC LIMIT ?""", [limit])
+    """The latest generation jobs with their progress: job_id, dataset, status, done, failed, total, audio_s, times.
+
+    A job still marked planning/running whose process on this host is gone reads 'interrupted'.
+    """
+    jobs = _query(data_dir, """
+        SELECT job_id, dataset, status, done, failed, total, audio_s, workers, cluster, pid, host, started_at,
+               updated_at, finished_at FROM jobs ORDER BY started_at DESC LIMIT ?""", [limit])
+    dead = jobs["status"].isin(["planning", "running"]) & (jobs["host"] == socket.gethostname()) & ~jobs["pid"].map(
+        lambda pid: is_alive(int(pid)) if pd.notna(pid) else False)
+    jobs.loc[dead, "status"] = "interrupted"
+    return jobs

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import item as item_module
+from .background import is_alive
 from .catalog import connect, validate_name
 from .errors import Mp3MidiError
 from .instruments import parse_families
@@ -77,48 +78,24 @@ def dataset_dir(data_dir: str | Path, name: str) -> Path:
 
 
 def generate(options: GenerateOptions) -> JobSummary:
-    """Create or resume the dataset ``options.name``; returns when every planned item is done or failed."""
+    """Create or resume the dataset ``options.name``; returns when every planned item is done or failed.
+
+    SIGTERM or Ctrl-C stops it in good order: items finished so far are kept and the job is marked 'cancelled'.
+    """
     started = time.perf_counter()
-    name = validate_name(options.name)
+    config = check_options(options)
+    name = options.name
     data_dir = Path(options.data_dir).resolve()
-    config = _config(options)
     items_dir = dataset_dir(data_dir, name) / "items"
     cache_dir = data_dir / "cache" / "music21"
-    if options.workers < 1:
-        raise Mp3MidiError(f"--workers must be at least 1; got {options.workers}")
-
-    with connect(data_dir) as connection:
-        _register_dataset(connection, name, config)
-    refs = _plan(options, cache_dir)
     job_id = uuid.uuid4().hex[:12]
-    with connect(data_dir) as connection:
-        connection.execute("BEGIN")
-        _insert_planned(connection, name, refs)
-        _redo_items_missing_files(connection, name, items_dir)
-        _close_dead_jobs(connection)
-        total, done = connection.execute(
-            "SELECT count(*), count(*) FILTER (status = 'done') FROM items WHERE dataset = ?", [name]).fetchone()
-        connection.execute(
-            "INSERT INTO jobs (job_id, dataset, kind, status, pid, host, workers, cluster, total, done, failed, updated_at)"
-            " VALUES (?, ?, 'generate', 'running', ?, ?, ?, ?, ?, ?, 0, current_timestamp)",
-            [job_id, name, os.getpid(), socket.gethostname(), options.workers, options.cluster, total, done])
-        todo = connection.execute(
-            "SELECT item_id, source_kind, source, source_hash, seed FROM items"
-            " WHERE dataset = ? AND status <> 'done' ORDER BY ordinal", [name]).fetchall()
-        connection.execute("COMMIT")
-    _remove_partial_files(items_dir)
-
-    specs = [_spec(row, config, items_dir, cache_dir) for row in todo]
-    writer = ResultWriter(data_dir, job_id, name, total=len(specs), progress=options.progress)
-    status = "done"
     previous = signal.signal(signal.SIGTERM, _raise_cancel) if _main_thread() else None
     try:
-        for result in _results(specs, options):
-            writer.add(result)
-    except (KeyboardInterrupt, _Cancelled):
-        status = "cancelled"
+        _open_job(data_dir, job_id, options, config)
+        todo = _plan_job(data_dir, job_id, options, items_dir, cache_dir)
+        specs = [_spec(row, config, items_dir, cache_dir) for row in todo]
+        writer = _make_items(data_dir, job_id, specs, options)
     finally:
-        writer.close(status=status)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     with connect(data_dir, read_only=True) as connection:
@@ -130,6 +107,59 @@ def generate(options: GenerateOptions) -> JobSummary:
             " ORDER BY count(*) DESC, error", [name]).fetchall())
     return JobSummary(job_id, name, total, done, failed, writer.made, time.perf_counter() - started,
                       writer.audio_s, failures)
+
+
+def _open_job(data_dir: Path, job_id: str, options: GenerateOptions, config: dict) -> None:
+    """Register the dataset and the job, so the job is visible while its sources are still being planned."""
+    with connect(data_dir) as connection:
+        _register_dataset(connection, options.name, config)
+        _close_dead_jobs(connection)
+        connection.execute(
+            "INSERT INTO jobs (job_id, dataset, kind, status, pid, host, workers, cluster, done, failed, updated_at)"
+            " VALUES (?, ?, 'generate', 'planning', ?, ?, ?, ?, 0, 0, now())",
+            [job_id, options.name, os.getpid(), socket.gethostname(), options.workers, options.cluster])
+
+
+def _plan_job(data_dir: Path, job_id: str, options: GenerateOptions, items_dir: Path, cache_dir: Path) -> list:
+    """Plan the sources into items (stable ids, skipping known ones); returns the rows still to make."""
+    name = options.name
+    try:
+        refs = _plan(options, cache_dir)
+    except (Mp3MidiError, KeyboardInterrupt, _Cancelled) as exc:
+        status, reason = ("failed", str(exc)) if isinstance(exc, Mp3MidiError) else ("cancelled", None)
+        with connect(data_dir) as connection:
+            connection.execute("UPDATE jobs SET status = ?, message = ?, finished_at = now(), updated_at = now()"
+                               " WHERE job_id = ?", [status, reason, job_id])
+        if status == "cancelled":
+            raise Mp3MidiError(f"job {job_id} for dataset {name!r} was cancelled while planning its sources") from None
+        raise
+    with connect(data_dir) as connection:
+        connection.execute("BEGIN")
+        _insert_planned(connection, name, refs)
+        _redo_items_missing_files(connection, name, items_dir)
+        total, done = connection.execute(
+            "SELECT count(*), count(*) FILTER (status = 'done') FROM items WHERE dataset = ?", [name]).fetchone()
+        connection.execute("UPDATE jobs SET status = 'running', total = ?, done = ?, updated_at = now()"
+                           " WHERE job_id = ?", [total, done, job_id])
+        todo = connection.execute(
+            "SELECT item_id, source_kind, source, source_hash, seed FROM items"
+            " WHERE dataset = ? AND status <> 'done' ORDER BY ordinal", [name]).fetchall()
+        connection.execute("COMMIT")
+    _remove_partial_files(items_dir)
+    return todo
+
+
+def _make_items(data_dir: Path, job_id: str, specs: list[ItemSpec], options: GenerateOptions) -> ResultWriter:
+    writer = ResultWriter(data_dir, job_id, options.name, total=len(specs), progress=options.progress)
+    status = "done"
+    try:
+        for result in _results(specs, options):
+            writer.add(result)
+    except (KeyboardInterrupt, _Cancelled):
+        status = "cancelled"
+    finally:
+        writer.close(status=status)
+    return writer
 
 
 class _Cancelled(Exception):
@@ -161,6 +191,25 @@ def _results(specs: list[ItemSpec], options: GenerateOptions):
 
         return run_on_cluster(_make_item_task, specs, address=options.cluster, on_failure=_failed)
     return run_tolerant(_make_item_task, specs, workers=options.workers, on_failure=_failed)
+
+
+def check_options(options: GenerateOptions) -> dict:
+    """Validate ``options`` without making anything; returns the dataset config they define.
+
+    Raises ``Mp3MidiError`` for a bad name, source, soundfont or number, and when the dataset already exists with
+    other settings, so a caller can refuse before starting a job.
+    """
+    validate_name(options.name)
+    if options.workers < 1:
+        raise Mp3MidiError(f"--workers must be at least 1; got {options.workers}")
+    if options.limit is not None and options.limit < 1:
+        raise Mp3MidiError(f"--limit must be at least 1; got {options.limit}")
+    config = _config(options)
+    with connect(options.data_dir, read_only=True) as connection:
+        row = connection.execute("SELECT config FROM datasets WHERE name = ?", [options.name]).fetchone()
+    if row is not None:
+        _check_same_config(options.name, json.loads(row[0]), config)
+    return config
 
 
 def _config(options: GenerateOptions) -> dict:
@@ -195,7 +244,10 @@ def _register_dataset(connection, name: str, config: dict) -> None:
     if row is None:
         connection.execute("INSERT INTO datasets (name, config) VALUES (?, ?)", [name, json.dumps(config)])
         return
-    stored = json.loads(row[0])
+    _check_same_config(name, json.loads(row[0]), config)
+
+
+def _check_same_config(name: str, stored: dict, config: dict) -> None:
     differences = [f"{key}: {stored.get(key)!r} -> {config[key]!r}" for key in config if stored.get(key) != config[key]]
     if differences:
         raise Mp3MidiError(f"dataset {name!r} exists with other settings ({'; '.join(differences)});"
@@ -253,21 +305,9 @@ def _close_dead_jobs(connection) -> None:
     host = socket.gethostname()
     for job_id, pid in connection.execute(
             "SELECT job_id, pid FROM jobs WHERE status = 'running' AND host = ?", [host]).fetchall():
-        if not _alive(pid):
+        if not is_alive(pid):
             connection.execute("UPDATE jobs SET status = 'interrupted', finished_at = updated_at WHERE job_id = ?",
                                [job_id])
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_partial_files(items_dir: Path) -> None:

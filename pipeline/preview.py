@@ -18,11 +18,16 @@ _PALETTE = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_AN
 def preview_image(features: np.ndarray) -> Image.Image:
     """features: [frames, bins] in about [0, 1]. Frames are max-pooled so the picture is at most MAX_WIDTH_PX wide."""
     frames, bins = features.shape
-    step = max(1, -(-frames // MAX_WIDTH_PX))
+    step = pool_step(frames)
     padded = np.pad(features, ((0, (-frames) % step), (0, 0)))
     pooled = padded.reshape(-1, step, bins).max(axis=1)
     levels = (np.clip(pooled, 0.0, 1.0) * 255).astype(np.uint8)
     return Image.fromarray(_PALETTE[levels.T[::-1]], mode="RGB")
+
+
+def pool_step(frames: int) -> int:
+    """How many feature frames one column of the preview of ``frames`` frames holds."""
+    return max(1, -(-frames // MAX_WIDTH_PX))
 
 
 def write_preview(features: np.ndarray, path: str | Path) -> None:

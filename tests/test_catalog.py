@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.catalog import connect, schema_version, validate_name
+from pipeline.catalog import MIGRATIONS, connect, schema_version, validate_name
 from pipeline.errors import Mp3MidiError
 
 
@@ -22,12 +22,12 @@ def test_bad_names_are_refused(name):
 
 
 def test_schema_is_created_once_and_readers_never_create_files(tmp_path: Path):
-    assert schema_version(tmp_path) == 2  # in memory: nothing written
+    assert schema_version(tmp_path) == len(MIGRATIONS)  # in memory: nothing written
     assert not (tmp_path / "catalog.duckdb").exists()
     for _ in range(2):
         with connect(tmp_path) as connection:
-            assert connection.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 2
-    assert schema_version(tmp_path) == 2
+            assert connection.execute("SELECT count(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
+    assert schema_version(tmp_path) == len(MIGRATIONS)
 
 
 def _writer(data_dir: str, rows: int, started) -> None:
@@ -62,3 +62,18 @@ def test_a_writer_and_readers_in_other_processes_take_turns(tmp_path: Path):
     assert len(seen) == 80 and 0 <= min(seen) <= max(seen) <= 40
     with connect(tmp_path, read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM datasets").fetchone()[0] == 40
+
+
+def test_a_reader_upgrades_a_catalog_written_by_an_older_version(tmp_path):
+    import duckdb
+
+    from pipeline.catalog import catalog_path
+
+    old = duckdb.connect(str(catalog_path(tmp_path)))
+    old.execute("CREATE TABLE schema_version (version INTEGER)")
+    old.execute(MIGRATIONS[0])
+    old.execute("INSERT INTO schema_version VALUES (1)")
+    old.close()
+    with connect(tmp_path, read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM settings").fetchone()[0] == 0
+    assert schema_version(tmp_path) == len(MIGRATIONS)

@@ -1,0 +1,109 @@
+"""Transcribe: upload a recording, pick a model and decoding settings, see, hear and download the MIDI.
+
+The network runs once per (file, model); every slider below only re-decodes its stored activations.
+"""
+
+from pathlib import Path
+
+import pretty_midi
+import streamlit as st
+
+from dashboard.network_pass import DEFAULT_MIN_NOTE_MS, DecodeSettings, decoded, default_settings, pass_for_upload
+from dashboard.note_export import midi_bytes, notes_csv, notes_frame
+from dashboard.settings import data_dir
+from dashboard.transcription_view import transcription_figure
+from dashboard.upload import AUDIO_SUFFIXES, MAX_UPLOAD_MB, audio_mime, upload_help
+from model.active import active_model, model_choices
+from model.tempo import DEFAULT_TEMPO_BPM, TEMPO_RANGE_BPM
+from model.thresholds import BOUNDS as THRESHOLD_RANGE
+from model.transcribe import DEFAULT_PROGRAM, QUANTIZE_GRIDS
+from pipeline.constants import SAMPLE_RATE
+from pipeline.errors import Mp3MidiError
+from pipeline.playback import PROGRAMS, render_notes
+
+MIN_NOTE_RANGE_MS = (10, 500)
+
+st.title("Transcribe")
+st.write("Upload a recording of any instrument and get back a MIDI file: see the notes on the spectrogram, "
+         "hear them played back, and download them.")
+
+folder = data_dir()
+choices = model_choices(folder)
+active = active_model(folder)
+top_left, top_right = st.columns([3, 2])
+uploaded = top_left.file_uploader("Recording", type=list(AUDIO_SUFFIXES), help=upload_help(),
+                                  max_upload_size=MAX_UPLOAD_MB)
+choice = top_right.selectbox("Model", choices, format_func=lambda c: c.label,
+                             index=choices.index(active) if active in choices else 0,
+                             help="The active model is chosen on the Training page.")
+try:
+    defaults = default_settings(choice.path)
+except Mp3MidiError as exc:
+    st.error(f"This model cannot be used: {exc}")
+    st.stop()
+
+model_key = str(choice.path)
+onset_col, frame_col, length_col = st.columns(3)
+onset = onset_col.slider("Onset threshold", *THRESHOLD_RANGE, defaults.onset_threshold, 0.01,
+                         key=f"onset:{model_key}", help="Lower finds more note starts (and more false ones). "
+                         "The default is the value calibrated for this model.")
+frame = frame_col.slider("Frame threshold", *THRESHOLD_RANGE, defaults.frame_threshold, 0.01,
+                         key=f"frame:{model_key}", help="Lower lets notes sustain longer.")
+min_note_ms = length_col.slider("Minimum note length (ms)", *MIN_NOTE_RANGE_MS, int(DEFAULT_MIN_NOTE_MS), 10,
+                                help="Shorter notes are dropped.")
+tempo_col, grid_col, program_col = st.columns(3)
+tempo_mode = tempo_col.radio("Tempo", ["as heard", "fixed"], horizontal=True,
+                             help="Written into the MIDI file and used for quantizing.")
+tempo_bpm = None
+if tempo_mode == "fixed":
+    tempo_bpm = tempo_col.number_input("Beats per minute", *TEMPO_RANGE_BPM, DEFAULT_TEMPO_BPM, 1.0)
+quantize = grid_col.selectbox("Quantize", ["none", *QUANTIZE_GRIDS], help="Snap note starts and ends to a grid.")
+program = program_col.selectbox("Output instrument", PROGRAMS, index=DEFAULT_PROGRAM,
+                                format_func=lambda p: f"{p}: {pretty_midi.program_to_instrument_name(p)}",
+                                help="The General MIDI program of the MIDI track and of the playback.")
+
+if uploaded is None:
+    st.info(f"Upload a recording to transcribe it: {upload_help()} The model chosen above listens to it once; "
+            "the sliders can then be moved without waiting for the network again.")
+    st.stop()
+
+settings = DecodeSettings(onset_threshold=onset, frame_threshold=frame, min_note_ms=min_note_ms, program=program,
+                          tempo_bpm=tempo_bpm, quantize=quantize)
+try:
+    with st.spinner(f"Transcribing {uploaded.name} ..."):
+        network = pass_for_upload(st.session_state, uploaded.name, uploaded.getvalue(), checkpoint=choice.path)
+    result = decoded(network, settings)
+except Mp3MidiError as exc:
+    st.error(f"Cannot transcribe this upload: {exc}")
+    st.stop()
+
+for warning in result.warnings:
+    st.warning(warning)
+notes_metric, tempo_metric, length_metric = st.columns(3)
+notes_metric.metric("Notes", len(result.notes))
+tempo_metric.metric("Tempo (BPM)", f"{result.tempo_bpm:.1f}")
+length_metric.metric("Length (s)", f"{result.duration_s:.1f}")
+
+st.plotly_chart(transcription_figure(network.image, result.notes, duration_s=result.duration_s),
+                config={"scrollZoom": True, "displaylogo": False})
+
+original_col, playback_col = st.columns(2)
+original_col.markdown("**Original**")
+original_col.audio(uploaded.getvalue(), format=audio_mime(uploaded.name))
+playback_col.markdown("**Transcription, played by FluidSynth**")
+render_back = st.cache_data(max_entries=2, show_spinner="Rendering the MIDI ...")(render_notes)
+try:
+    playback_col.audio(render_back(tuple(result.notes), duration_s=result.duration_s, program=program),
+                       sample_rate=SAMPLE_RATE)
+except Mp3MidiError as exc:
+    playback_col.info(f"Nothing to play back: {exc}")
+
+stem = Path(uploaded.name).stem
+midi_col, csv_col = st.columns(2)
+midi_col.download_button("Download .mid", midi_bytes(result.midi), file_name=f"{stem}.mid", mime="audio/midi",
+                         icon=":material/download:")
+csv_col.download_button("Download .csv", notes_csv(result.notes), file_name=f"{stem}.csv", mime="text/csv",
+                        icon=":material/download:")
+st.dataframe(notes_frame(result.notes), hide_index=True,
+             column_config={column: st.column_config.NumberColumn(format="%.3f")
+                            for column in ("start_s", "end_s", "duration_s")})

@@ -1,0 +1,90 @@
+"""One network pass over one upload, kept so that moving a slider only re-decodes the stored activations.
+
+A pass is keyed by (content hash, checkpoint path): the same bytes under another name reuse it, another model or
+another file runs the network again. Only the latest pass is kept, so a session holds one recording's activations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from model.checkpoints import checkpoint_thresholds, load_checkpoint
+from model.tempo import TEMPO_RANGE_BPM
+from model.transcribe import DEFAULT_PROGRAM, Transcription, transcribe
+from pipeline.errors import Mp3MidiError
+from pipeline.features import spectrogram
+
+from .transcription_view import SpectrogramImage, display_spectrogram
+from .upload import content_hash, decode_upload
+
+STORE_KEY = "transcribe_network_pass"
+DEFAULT_MIN_NOTE_MS = 50.0
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What the page's controls choose; none of it needs the network again."""
+
+    onset_threshold: float
+    frame_threshold: float
+    min_note_ms: float = DEFAULT_MIN_NOTE_MS
+    program: int = DEFAULT_PROGRAM
+    tempo_bpm: float | None = None  # None: the tempo heard in the recording
+    quantize: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkPass:
+    key: tuple[str, str]  # (content hash, checkpoint path)
+    transcription: Transcription  # decoded with the checkpoint's thresholds; its activations are what sliders reuse
+    image: SpectrogramImage
+
+
+def default_settings(checkpoint: str | Path) -> DecodeSettings:
+    """The checkpoint's calibrated thresholds and the library's other defaults. Raises ``Mp3MidiError`` for a
+    missing or damaged checkpoint."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise Mp3MidiError(f"no checkpoint at {str(path)!r}")
+    thresholds = _thresholds(str(path.resolve()), path.stat().st_mtime)
+    return DecodeSettings(onset_threshold=thresholds["onset_threshold"], frame_threshold=thresholds["frame_threshold"])
+
+
+@lru_cache(maxsize=8)
+def _thresholds(path: str, modified: float) -> dict:
+    return checkpoint_thresholds(load_checkpoint(path))
+
+
+def run_network(name: str, data: bytes, *, checkpoint: str | Path) -> NetworkPass:
+    """Decode the upload, run the network once and keep its activations and a display spectrogram."""
+    audio = decode_upload(name, data)
+    transcription = transcribe(audio, checkpoint=checkpoint)
+    return NetworkPass((content_hash(data), str(checkpoint)), transcription, display_spectrogram(spectrogram(audio)))
+
+
+def pass_for_upload(store: MutableMapping, name: str, data: bytes, *, checkpoint: str | Path) -> NetworkPass:
+    """The stored pass when it is for these bytes and this checkpoint; otherwise a new one, which replaces it."""
+    stored = store.get(STORE_KEY)
+    if stored is not None and stored.key == (content_hash(data), str(checkpoint)):
+        return stored
+    store.pop(STORE_KEY, None)  # free the old activations before computing new ones
+    store[STORE_KEY] = run_network(name, data, checkpoint=checkpoint)
+    return store[STORE_KEY]
+
+
+def decoded(network_pass: NetworkPass, settings: DecodeSettings) -> Transcription:
+    """Notes and MIDI for ``settings`` from the stored activations (no network)."""
+    transcription = network_pass.transcription
+    if settings.tempo_bpm is not None:
+        low, high = TEMPO_RANGE_BPM
+        if not low <= settings.tempo_bpm <= high:
+            raise Mp3MidiError(f"tempo {settings.tempo_bpm:g} BPM is outside {low:g}-{high:g}")
+        transcription = dataclasses.replace(transcription, tempo_bpm=float(settings.tempo_bpm))
+    return transcription.redecode(onset_threshold=settings.onset_threshold,
+                                  frame_threshold=settings.frame_threshold, min_note_ms=settings.min_note_ms,
+                                  program=settings.program, quantize=settings.quantize)
+

@@ -1,0 +1,89 @@
+"""The dashboard in a real browser: served by ``streamlit run``, driven by Playwright through headless Chromium.
+
+Uploads an MP3 rendered here to the Transcribe page, downloads the .mid and checks its notes against what was
+played; then uploads a text file named .mp3 and checks the page says so and keeps working. Chromium is Debian's
+package (make test installs it); without it the test is skipped locally and fails on CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pretty_midi
+import pytest
+
+from dashboard.headless_browser import VIEWPORT, chromium_path, launch_chromium, settle, upload_file
+from dashboard.serve import streamlit_server
+from pipeline.audio import encode_mp3
+from pipeline.notes import Note, Part
+from pipeline.render import default_soundfont, render
+
+PLAYED = tuple(Note(0.3 + i * 0.45, 0.65 + i * 0.45, pitch, 95) for i, pitch in enumerate((52, 57, 62, 67, 72)))
+CLIP_S = 2.8
+ONSET_TOLERANCE_S = 0.07
+RESULT_TIMEOUT_MS = 60_000
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    executable = chromium_path()
+    if executable is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Chromium is missing on CI: install Debian's chromium package (make test does)")
+        pytest.skip("no Chromium at /usr/bin/chromium: install Debian's chromium package (make test does)")
+    return executable
+
+
+@pytest.fixture
+def app_url(tmp_path: Path):
+    with streamlit_server(tmp_path / "data") as url:  # an empty data folder: the page must work on it
+        yield url
+
+
+@pytest.fixture
+def page(chromium: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, chromium)
+        try:
+            yield browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+        finally:
+            browser.close()
+
+
+def test_upload_transcribe_download_and_a_bad_upload(app_url, page, tmp_path):
+    recording = tmp_path / "five notes.mp3"
+    encode_mp3(render([Part(0, False, PLAYED)], CLIP_S, soundfont=default_soundfont()), recording)
+    not_audio = tmp_path / "words.mp3"
+    not_audio.write_text("this is a text file named like an MP3\n" * 20)
+
+    page.goto(f"{app_url}/transcribe")
+    settle(page)
+    page.get_by_text("Upload a recording to transcribe it").wait_for()
+    upload_file(page, recording)
+    download_mid = page.get_by_role("button", name="Download .mid")
+    download_mid.wait_for(timeout=RESULT_TIMEOUT_MS)
+    settle(page)
+    with page.expect_download() as download:
+        download_mid.click()
+    assert download.value.suggested_filename == "five notes.mid"
+    saved = tmp_path / "downloaded.mid"
+    download.value.save_as(saved)
+    notes = pretty_midi.PrettyMIDI(str(saved)).instruments[0].notes
+    for played in PLAYED:  # every note played comes back on its pitch and in time
+        assert any(n.pitch == played.pitch and abs(n.start - played.start_s) <= ONSET_TOLERANCE_S for n in notes), \
+            (played, [(n.pitch, round(n.start, 3)) for n in notes])
+    onsets = [p.start_s for p in PLAYED]  # and nothing starts where nothing was played
+    assert all(min(abs(n.start - onset) for onset in onsets) <= ONSET_TOLERANCE_S for n in notes)
+
+    upload_file(page, not_audio)
+    page.get_by_text("'words.mp3' is not audio that can be decoded").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert page.get_by_role("button", name="Download .mid").count() == 0
+    assert page.get_by_text("Traceback").count() == 0
+
+    upload_file(page, recording)  # and the app goes on working
+    page.get_by_role("button", name="Download .mid").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert page.get_by_text("is not audio").count() == 0

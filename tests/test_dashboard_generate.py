@@ -1,0 +1,74 @@
+"""The Generate page: its form launches a real job in another process, and it shows that job's progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from pipeline.jobcontrol import job_progress
+from tests.test_jobcontrol import many_pieces, wait_for
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+def generate_page(data: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("MP3_TO_MIDI_DATA", str(data))
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.switch_page("app_pages/generate.py")
+    app.run()
+    assert not app.exception
+    return app
+
+
+def fill_form(app: AppTest, *, name: str, folder: Path, clip_s: float = 2.0) -> None:
+    inputs = {widget.label: widget for widget in app.text_input}
+    inputs["Dataset name"].set_value(name)
+    inputs["MIDI folder (searched recursively)"].set_value(str(folder))
+    app.radio[0].set_value("A folder of MIDI files")
+    numbers = {widget.label: widget for widget in app.number_input}
+    numbers["Clip length, seconds (0: whole pieces)"].set_value(clip_s)
+    numbers["Worker processes"].set_value(1)
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def test_on_an_empty_catalog_the_page_offers_the_form_and_says_what_to_do(tmp_path: Path, monkeypatch):
+    app = generate_page(tmp_path, monkeypatch)
+    assert "No dataset yet" in app.info[0].value
+    assert app.button[0].label == "Start" and app.multiselect[0].value  # the embedded soundfont is preselected
+
+
+def test_a_bad_name_is_refused_on_the_page_and_nothing_starts(tmp_path: Path, monkeypatch):
+    app = generate_page(tmp_path, monkeypatch)
+    fill_form(app, name="../escape", folder=tmp_path)
+    app.button[0].click().run()
+    assert "is not allowed" in app.error[0].value
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "datasets").exists()
+
+
+def test_start_watch_cancel_and_resume_from_the_page(tmp_path: Path, monkeypatch):
+    data, source = tmp_path / "data", many_pieces(tmp_path / "midi", 20)
+    app = generate_page(data, monkeypatch)
+    fill_form(app, name="from-page", folder=source, clip_s=3.0)
+    app.button[0].click().run()
+    assert "Started generating **from-page**" in app.success[0].value
+
+    wait_for(lambda: (p := job_progress(data, "from-page")) and p.status == "running" and p.done >= 1)
+    app.run()
+    assert app.subheader[0].value.endswith("running")
+    cancel = next(button for button in app.button if button.label == "Cancel")
+    cancel.click().run()
+    wait_for(lambda: job_progress(data, "from-page").status == "cancelled")
+    app.run()
+    assert app.subheader[0].value.endswith("cancelled") and int(metrics(app)["Done"].split(" / ")[0]) < 20
+
+    resume = next(button for button in app.button if button.label == "Resume")
+    resume.click().run()
+    wait_for(lambda: job_progress(data, "from-page").status == "done")
+    app.run()
+    assert app.subheader[0].value.endswith("done") and metrics(app)["Done"] == "20 / 20"
+    assert "from-page: 20 done" in app.code[0].value
