@@ -60,6 +60,10 @@ MIGRATIONS = (
     """
     CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR, updated_at TIMESTAMP);
     """,
+    # 4: when a job finished planning and began making items, so its throughput leaves planning out
+    """
+    ALTER TABLE jobs ADD COLUMN running_at TIMESTAMP;
+    """,
 )
 
 

@@ -29,7 +29,8 @@ class JobProgress:
     failed: int
     total: int | None
     audio_s: float  # audio made by this job
-    elapsed_s: float
+    elapsed_s: float  # since the job started, planning included
+    making_s: float  # since it began making items
     items_per_s: float  # items made by this job per second
     eta_s: float | None
     pid: int | None
@@ -47,7 +48,7 @@ class JobProgress:
     @property
     def speed(self) -> float:
         """Audio seconds made per wall second."""
-        return self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.audio_s / self.making_s if self.making_s > 0 else 0.0
 
 
 def generation_arguments(options: GenerateOptions) -> list[str]:
@@ -105,6 +106,7 @@ def job_progress(data_dir: str | Path, dataset: str) -> JobProgress | None:
         frame = connection.execute(
             "SELECT job_id, status, pid, done, failed, total, audio_s, message,"
             " epoch(coalesce(finished_at, now()::TIMESTAMP) - started_at) AS elapsed_s,"
+            " epoch(coalesce(finished_at, now()::TIMESTAMP) - coalesce(running_at, started_at)) AS making_s,"
             " (SELECT count(*) FROM items i WHERE i.job_id = j.job_id AND i.status = 'done') AS made"
             " FROM jobs j WHERE dataset = ? ORDER BY started_at DESC LIMIT 1", [dataset]).df()
     if frame.empty:
@@ -116,9 +118,15 @@ def job_progress(data_dir: str | Path, dataset: str) -> JobProgress | None:
     elapsed = max(float(row.elapsed_s), 0.0)
     total = None if pd.isna(row.total) else int(row.total)
     done, failed = int(row.done), int(row.failed)
-    rate = (int(row.made) + 0.0) / elapsed if elapsed > 0 else 0.0
+    making = max(float(row.making_s), 0.0) if pd.notna(row.making_s) else 0.0
+    rate = int(row.made) / making if making > 0 else 0.0
     remaining = total - done - failed if total is not None else None
     eta = remaining / rate if status == "running" and rate > 0 and remaining is not None else None
-    return JobProgress(row.job_id, dataset, status, done, failed, total, float(row.audio_s or 0.0), elapsed, rate,
-                       eta, int(row.pid), None if pd.isna(row.message) else row.message,
-                       log_tail(log_path(data_dir, "generate", dataset)))
+    return JobProgress(row.job_id, dataset, status, done, failed, total, float(row.audio_s or 0.0), elapsed, making,
+                       rate, eta, int(row.pid), None if pd.isna(row.message) else row.message,
+                       generation_log(data_dir, dataset))
+
+
+def generation_log(data_dir: str | Path, dataset: str) -> str:
+    """The end of what the dataset's job processes printed ('' when none was launched from here)."""
+    return log_tail(log_path(data_dir, "generate", dataset))

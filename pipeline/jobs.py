@@ -139,8 +139,8 @@ def _plan_job(data_dir: Path, job_id: str, options: GenerateOptions, items_dir: 
         _redo_items_missing_files(connection, name, items_dir)
         total, done = connection.execute(
             "SELECT count(*), count(*) FILTER (status = 'done') FROM items WHERE dataset = ?", [name]).fetchone()
-        connection.execute("UPDATE jobs SET status = 'running', total = ?, done = ?, updated_at = now()"
-                           " WHERE job_id = ?", [total, done, job_id])
+        connection.execute("UPDATE jobs SET status = 'running', total = ?, done = ?, running_at = now(),"
+                           " updated_at = now() WHERE job_id = ?", [total, done, job_id])
         todo = connection.execute(
             "SELECT item_id, source_kind, source, source_hash, seed FROM items"
             " WHERE dataset = ? AND status <> 'done' ORDER BY ordinal", [name]).fetchall()

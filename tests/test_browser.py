@@ -8,6 +8,7 @@ package (make test installs it); without it the test is skipped locally and fail
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pretty_midi
@@ -87,3 +88,20 @@ def test_upload_transcribe_download_and_a_bad_upload(app_url, page, tmp_path):
     upload_file(page, recording)  # and the app goes on working
     page.get_by_role("button", name="Download .mid").wait_for(timeout=RESULT_TIMEOUT_MS)
     assert page.get_by_text("is not audio").count() == 0
+
+
+def test_generate_from_the_page_and_watch_it_finish_without_reloading(app_url, page, good_folder):
+    page.goto(f"{app_url}/generate")
+    settle(page)
+    page.get_by_text("No dataset yet").wait_for()
+    page.get_by_role("textbox", name="Dataset name").fill("from-browser")
+    page.get_by_text("A folder of MIDI files").click()
+    page.get_by_role("textbox", name="MIDI folder (searched recursively)").fill(str(good_folder))
+    page.get_by_role("spinbutton", name="Clip length, seconds (0: whole pieces)").fill("2")
+    page.get_by_role("spinbutton", name="Worker processes").fill("1")
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text("Started generating").wait_for(timeout=RESULT_TIMEOUT_MS)
+    # The progress panel polls the catalog by itself: the job's end shows up with no reload or click.
+    page.get_by_text(re.compile(r"Job [0-9a-f]+: done")).wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert page.get_by_text("3 / 3").count() >= 1
+    assert page.get_by_text("Traceback").count() == 0

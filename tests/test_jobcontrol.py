@@ -62,6 +62,7 @@ def test_a_launched_job_reports_progress_and_finishes(good_folder: Path, tmp_pat
     progress = wait_for(lambda: (p := job_progress(data, "little")) and p.status == "done" and p)
     assert (progress.done, progress.failed, progress.total) == (3, 0, 3)
     assert progress.fraction == 1.0 and progress.audio_s > 0 and progress.eta_s is None
+    assert 0 < progress.making_s <= progress.elapsed_s and progress.speed > 0
     assert "little: 3 done, 0 failed of 3 items" in progress.log
     wait_for(lambda: not is_alive(launched.pid))
 

@@ -9,7 +9,8 @@ from dashboard.settings import data_dir, shown_path
 from pipeline import coverage
 from pipeline.errors import Mp3MidiError
 from pipeline.instruments import DEFAULT_FAMILIES, FAMILIES
-from pipeline.jobcontrol import cancel_generation, job_progress, resume_options, start_generation
+from pipeline.jobcontrol import (cancel_generation, generation_log, job_progress, resume_options,
+                                 start_generation)
 from pipeline.jobs import DEFAULT_BUILTIN_LIMIT, DEFAULT_CLIP_SECONDS, DEFAULT_MIX_PROBABILITY, GenerateOptions
 from pipeline.soundfonts import installed_soundfonts, user_soundfont_dir
 from pipeline.sources import BUILTIN
@@ -55,11 +56,13 @@ if submitted:
         st.success(f"Started generating **{options.name}** (process {launched.pid}).")
 
 datasets = list(coverage.list_datasets(data_dir())["name"])
+watched = st.session_state.get("watched_dataset")
+if watched and watched not in datasets:  # just launched: its process has not registered it yet
+    datasets.append(watched)
 if not datasets:
     st.info("No dataset yet: fill in the form and press Start. 50 built-in pieces take about a minute.")
     st.stop()
 
-watched = st.session_state.get("watched_dataset")
 dataset = st.selectbox("Watch dataset", datasets, index=datasets.index(watched) if watched in datasets else len(datasets) - 1)
 
 
@@ -67,7 +70,10 @@ dataset = st.selectbox("Watch dataset", datasets, index=datasets.index(watched) 
 def progress_panel(dataset: str) -> None:
     progress = job_progress(data_dir(), dataset)
     if progress is None:
-        st.write("This dataset has no job yet.")
+        st.write("Starting the job…")
+        log = generation_log(data_dir(), dataset)
+        if log:
+            st.code(log, language=None)
         return
     st.subheader(f"Job {progress.job_id}: {progress.status}")
     if progress.status == "planning":
@@ -78,7 +84,7 @@ def progress_panel(dataset: str) -> None:
     done.metric("Done", f"{progress.done} / {progress.total or '?'}")
     failed.metric("Failed", progress.failed)
     speed.metric("Throughput", f"{progress.items_per_s:.2f} items/s", f"{progress.speed:.0f}x real time",
-                 delta_color="off")
+                 delta_color="off", delta_arrow="off")
     eta.metric("Time left", f"{progress.eta_s:.0f} s" if progress.eta_s is not None else "–")
     if progress.message:
         st.error(progress.message)

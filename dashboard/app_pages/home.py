@@ -19,7 +19,8 @@ links[3].page_link("app_pages/transcribe.py", label="Transcribe an MP3", icon=":
 model = describe(active_model(data_dir()))
 st.subheader("Active model")
 cells = st.columns(4)
-cells[0].metric("Model", model["label"].split(" (")[0], f"{model['parameters']:,} parameters", delta_color="off")
+cells[0].metric("Model", model["label"].split(" (")[0], f"{model['parameters']:,} parameters", delta_color="off",
+                delta_arrow="off")
 cells[1].metric("Validation onset F1", f"{model['onset_f1']:.3f}" if model["onset_f1"] is not None else "–")
 cells[2].metric("Note-with-offset F1", f"{model['offset_f1']:.3f}" if model["offset_f1"] is not None else "–")
 cells[3].metric("Frame F1", f"{model['frame_f1']:.3f}" if model["frame_f1"] is not None else "–")
