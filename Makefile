@@ -49,6 +49,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/transcribe.py
 
 # The committed default model: built-in data rendered with two soundfonts, trained with a fixed seed on the CPU,
 # then scored on pieces it never saw, rendered with a third soundfont it never heard.

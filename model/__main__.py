@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 
@@ -131,4 +132,8 @@ def _transcribe(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # After torch's import the collector tracks some 180,000 objects, and the interpreter's exit runs full
+    # collections over them (0.1 s each, 0.3-0.5 s in all) before freeing them anyway; frozen, they are skipped.
+    gc.freeze()
+    sys.exit(code)

@@ -57,17 +57,17 @@ def decode(onsets: np.ndarray, frames: np.ndarray, *, offsets: np.ndarray | None
         Mp3MidiError: an array that is not [frames, 88], or arrays of different shapes.
     """
     onsets, frames, offsets, velocities = _checked(onsets, frames, offsets, velocities)
-    sounding = frames >= frame_threshold
-    if offsets is not None:
-        sounding &= offsets < offset_threshold
     n_frames = onsets.shape[0]
     min_length_s = min_note_ms / 1000.0
     notes = []
     for key in range(N_KEYS):
-        starts = onset_frames(onsets[:, key], onset_threshold)
+        sounding = _column(frames, key) >= frame_threshold
+        if offsets is not None:
+            sounding &= _column(offsets, key) < offset_threshold
+        starts = onset_frames(_column(onsets, key), onset_threshold)
         stops = np.append(starts[1:], n_frames)  # a note may sound at most until the next onset on its key
         for start, stop in zip(starts, stops):
-            end = _end_frame(sounding[start + 1:stop, key], start, stop)
+            end = _end_frame(sounding[start + 1:stop], start, stop)
             start_s = _seconds(start, frame_offset)
             end_s = max(_seconds(end, frame_offset), start_s + min_length_s)
             if stop < n_frames:  # lengthened, but never into the next note on this key
@@ -98,16 +98,27 @@ def _seconds(frame: int, frame_offset: int) -> float:
 def _velocity(velocities: np.ndarray | None, frame: int, key: int) -> int:
     if velocities is None:
         return DEFAULT_VELOCITY
-    return int(np.clip(np.rint(velocities[frame, key] * MIDI_VELOCITY_MAX), 1, MIDI_VELOCITY_MAX))
+    return int(np.clip(np.rint(float(velocities[frame, key]) * MIDI_VELOCITY_MAX), 1, MIDI_VELOCITY_MAX))
+
+
+def _column(array: np.ndarray, key: int) -> np.ndarray:
+    """One key's [frames] values as float64, so every dtype is compared with the thresholds exactly alike."""
+    return array[:, key].astype(np.float64)
 
 
 def _checked(onsets, frames, offsets, velocities):
-    """The arrays as floats, after checking each is [frames, 88] and all share one shape."""
+    """The arrays as floats (float16 and float32 kept as they are: no full-size copies), after checking each is
+    [frames, 88] and all share one shape."""
     given = {"onsets": onsets, "frames": frames, "offsets": offsets, "velocities": velocities}
-    arrays = {name: np.asarray(array, dtype=np.float64) for name, array in given.items() if array is not None}
+    arrays = {name: _floats(array) for name, array in given.items() if array is not None}
     shapes = {name: array.shape for name, array in arrays.items()}
     first = shapes["onsets"]
     if len(first) != 2 or first[1] != N_KEYS or any(shape != first for shape in shapes.values()):
         described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         raise Mp3MidiError(f"decode needs [frames, {N_KEYS}] arrays all of one shape; got {described}")
     return tuple(arrays.get(name) for name in given)
+
+
+def _floats(array) -> np.ndarray:
+    array = np.asarray(array)
+    return array if array.dtype in (np.float16, np.float32, np.float64) else array.astype(np.float64)

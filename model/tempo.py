@@ -34,8 +34,8 @@ def tempo_from_flux(flux: np.ndarray) -> float:
 def spectral_flux(features: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
     """features [frames, bins] -> [frames - 1]: the summed rise of every bin from each frame to the next.
 
-    ``previous`` [bins], the frame before ``features[0]``, adds the step from it: the flux of consecutive pieces,
-    each given the last frame of the one before, joins into exactly the flux of the whole.
+    ``previous`` [bins], the frame before ``features[0]``, adds the step from it ([frames] then): the flux of
+    consecutive pieces, each given the last frame of the one before, joins into exactly the flux of the whole.
     """
     if previous is not None:
         features = np.concatenate((previous[None], features))

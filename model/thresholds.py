@@ -10,11 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 from pipeline.errors import Mp3MidiError
-
-from .data import widen
 
 DEFAULT_THRESHOLDS = {"onset_threshold": 0.5, "frame_threshold": 0.3}
 MAX_CELLS = 2_000_000  # cells sampled per curve: enough for a stable curve, quick to sort
@@ -23,6 +20,8 @@ BOUNDS = (0.05, 0.95)
 
 def best_threshold(probabilities: np.ndarray, targets: np.ndarray, *, seed: int = 0) -> float:
     """The threshold with the highest F1 on the precision-recall curve of ``probabilities`` against 0/1 ``targets``."""
+    from sklearn.metrics import precision_recall_curve  # imported here: transcription reads only DEFAULT_THRESHOLDS
+
     probabilities, targets = probabilities.ravel(), targets.ravel()
     if probabilities.size > MAX_CELLS:
         keep = np.random.default_rng(seed).choice(probabilities.size, MAX_CELLS, replace=False)
@@ -36,6 +35,8 @@ def best_threshold(probabilities: np.ndarray, targets: np.ndarray, *, seed: int 
 
 def choose_thresholds(activations: list[dict[str, np.ndarray]], rolls: list[dict[str, np.ndarray]]) -> dict:
     """activations and label rolls of the same items ([frames, 88] each) -> decode() threshold keywords."""
+    from .data import widen  # imported here: model.data brings the catalog (DuckDB) along
+
     onsets = best_threshold(np.concatenate([a["onset"] for a in activations]),
                             np.concatenate([widen(r["onset"]) for r in rolls]))
     frames = best_threshold(np.concatenate([a["frame"] for a in activations]),

@@ -2,10 +2,22 @@
 
 The network runs once; ``Transcription.redecode(...)`` turns its stored activations into notes again with other
 thresholds, so a page can move a slider without re-running the network.
+
+A file streams through: decoded a block at a time, its features made chunk by chunk and the network run window by
+window as they arrive; only the activations are kept, at float16. Memory grows with the file by 8 bytes per frame
+and key (about 80 MB for 30 minutes) on top of a fixed part (torch's libraries and one window's work), and the
+stitched result is the one a single pass over the whole file would give.
+
+This module imports torch only when a model is loaded, and the first minutes of audio are decoded and turned
+into features in a thread meanwhile: on a process's first transcription that overlaps a second or two of
+imports with work the network needs anyway.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -13,20 +25,19 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from pipeline.audio import load_audio
+from pipeline.audio import audio_blocks
 from pipeline.constants import SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
-from pipeline.features import spectrogram
+from pipeline.features import CHUNK_FRAMES, spectrogram_stream
 from pipeline.notes import Note, remove_self_overlaps
 
-from .checkpoints import DEFAULT_CHECKPOINT, checkpoint_thresholds, load_checkpoint, model_from_checkpoint
 from .decoding import decode
-from .inference import activations
-from .tempo import TEMPO_RANGE_BPM, estimate_tempo
+from .tempo import TEMPO_RANGE_BPM, spectral_flux, tempo_from_flux
 
 DEFAULT_PROGRAM = 0  # acoustic grand piano
 QUANTIZE_GRIDS = {"1/8": 2, "1/16": 4, "1/32": 8}  # grid steps per beat
 SILENCE_PEAK = 1e-4
+HEAD_START_CHUNKS = 4  # feature chunks (a minute of audio, 4 MB each) made while the model loads, at most
 
 
 @dataclass
@@ -35,7 +46,8 @@ class Transcription:
     tempo_bpm: float
     midi: pretty_midi.PrettyMIDI
     duration_s: float
-    activations: dict[str, np.ndarray] = field(repr=False)  # head -> [frames, 88] probabilities
+    # head -> [frames, 88] probabilities as float16; velocity (predicted velocity / 127) in steps of 1/127
+    activations: dict[str, np.ndarray] = field(repr=False)
     warnings: list[str] = field(default_factory=list)
 
     def redecode(self, *, onset_threshold: float = 0.5, frame_threshold: float = 0.3, min_note_ms: float = 50.0,
@@ -48,12 +60,18 @@ class Transcription:
 
 @lru_cache(maxsize=4)
 def _model(path: str, modified: float):
+    from .checkpoints import checkpoint_thresholds, load_checkpoint, model_from_checkpoint
+    from .inference import folded
+
     payload = load_checkpoint(path)
-    return model_from_checkpoint(payload), checkpoint_thresholds(payload)
+    return folded(model_from_checkpoint(payload)), checkpoint_thresholds(payload)
 
 
 def load_model(checkpoint: str | Path | None = None):
-    """(network, its decoding thresholds), cached per file and modification time."""
+    """(network ready for inference, its decoding thresholds), cached per file and modification time. The network
+    is ``model.inference.folded``: batch norms folded into convolutions. Imports torch."""
+    from .checkpoints import DEFAULT_CHECKPOINT
+
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if not path.is_file():
         raise Mp3MidiError(f"no checkpoint at {str(path)!r}")
@@ -62,28 +80,111 @@ def load_model(checkpoint: str | Path | None = None):
 
 def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None = None,
                onset_threshold: float | None = None, frame_threshold: float | None = None, min_note_ms: float = 50.0,
-               program: int = DEFAULT_PROGRAM, tempo: str | float = "auto", quantize: str | None = None) -> Transcription:
+               program: int = DEFAULT_PROGRAM, tempo: str | float = "auto", quantize: str | None = None,
+               window_frames: int | None = None, chunk_frames: int = CHUNK_FRAMES) -> Transcription:
     """Transcribe a file (MP3, WAV, FLAC, OGG, M4A) or mono [samples] float audio at SAMPLE_RATE.
 
-    Thresholds left at None take the values chosen for the checkpoint on validation data.
+    Thresholds left at None take the values chosen for the checkpoint on validation data. ``window_frames`` (the
+    network's windows, context included; None: ``model.inference.WINDOW_FRAMES``) and ``chunk_frames`` (the
+    spectrogram's chunks) change only how the work is cut up and how much memory it takes, not the notes.
     """
     if not 0 <= program <= 127:
         raise Mp3MidiError(f"program must be a General MIDI program 0-127; got {program}")
     if quantize not in (None, "none", *QUANTIZE_GRIDS):
         raise Mp3MidiError(f"quantize must be none or one of {', '.join(QUANTIZE_GRIDS)}; got {quantize!r}")
-    model, thresholds = load_model(checkpoint)
+    fixed_tempo = None if tempo == "auto" else _checked_tempo(tempo)
+    signal = _Signal()
+    blocks = audio_blocks(audio) if not isinstance(audio, np.ndarray) else [np.asarray(audio, np.float32)]
+    flux: list[np.ndarray] = []
+    features = _gathering_flux(spectrogram_stream(signal.watched(blocks), chunk_frames=chunk_frames), flux)
+    loading = _Loading(checkpoint)
+    try:
+        head = _head_start(features, loading, limit=HEAD_START_CHUNKS)  # while torch loads
+    finally:  # even when the audio failed: no thread left behind, and a checkpoint error is reported first
+        model, thresholds = loading.result()
+    from .inference import WINDOW_FRAMES, activation_stream, compact_activations
+
+    windows = activation_stream(model, itertools.chain(_emptied(head), features),
+                                window_frames=window_frames or WINDOW_FRAMES)
+    probabilities = compact_activations(windows)
     onset_threshold = thresholds["onset_threshold"] if onset_threshold is None else onset_threshold
     frame_threshold = thresholds["frame_threshold"] if frame_threshold is None else frame_threshold
-    samples = load_audio(audio) if not isinstance(audio, np.ndarray) else np.asarray(audio, np.float32)
-    warnings = []
-    if np.abs(samples).max(initial=0.0) < SILENCE_PEAK:
-        warnings.append("the audio is silent: the MIDI has no notes")
-    features = spectrogram(samples)
-    probabilities = activations(model, features)
-    tempo_bpm = estimate_tempo(features) if tempo == "auto" else _checked_tempo(tempo)
+    warnings = ["the audio is silent: the MIDI has no notes"] if signal.peak < SILENCE_PEAK else []
+    tempo_bpm = tempo_from_flux(_joined_flux(flux)) if fixed_tempo is None else fixed_tempo
     notes = quantized(_decode(probabilities, onset_threshold, frame_threshold, min_note_ms), tempo_bpm, quantize)
     return Transcription(notes, tempo_bpm, to_midi(notes, tempo_bpm=tempo_bpm, program=program),
-                         samples.size / SAMPLE_RATE, probabilities, warnings)
+                         signal.samples / SAMPLE_RATE, probabilities, warnings)
+
+
+class _Signal:
+    """Counts the samples and finds the peak of audio blocks as they pass on to the features."""
+
+    def __init__(self):
+        self.samples, self.peak = 0, 0.0
+
+    def watched(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for block in blocks:
+            self.samples += block.size
+            self.peak = max(self.peak, float(np.abs(block).max(initial=0.0)))
+            yield block
+
+
+class _Loading:
+    """``load_model(checkpoint)`` in a thread, started at once: torch's import takes a second or two, in which the
+    caller can decode the first minutes of audio (C code that leaves the interpreter lock free)."""
+
+    def __init__(self, checkpoint: str | Path | None):
+        self._result: tuple | None = None
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._load, args=(checkpoint,), name="load-model", daemon=True)
+        self._thread.start()
+
+    def _load(self, checkpoint) -> None:
+        try:
+            self._result = load_model(checkpoint)
+        except Exception as exc:  # raised again by result()
+            self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self) -> tuple:
+        """(network, its decoding thresholds), once loaded; the loading's own exception if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _head_start(items: Iterator, loading: _Loading, *, limit: int) -> list:
+    """Up to ``limit`` items taken from ``items`` while the model loads."""
+    head = []
+    while len(head) < limit and not loading.done():
+        item = next(items, None)
+        if item is None:
+            break
+        head.append(item)
+    return head
+
+
+def _emptied(items: list) -> Iterator:
+    """The list's items, each dropped from it as it is handed on (so it is not kept to the end)."""
+    while items:
+        yield items.pop(0)
+
+
+def _joined_flux(flux: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(flux) if flux else np.zeros(0, np.float32)
+
+
+def _gathering_flux(pieces: Iterable[np.ndarray], flux: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Pass feature pieces on, appending each one's spectral flux (for the tempo) to ``flux``."""
+    previous = None
+    for piece in pieces:
+        if len(piece):
+            flux.append(spectral_flux(piece, previous=previous))
+            previous = piece[-1]
+        yield piece
 
 
 def _decode(probabilities, onset_threshold, frame_threshold, min_note_ms) -> list[Note]:

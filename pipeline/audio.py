@@ -1,4 +1,5 @@
-"""Audio at the edges: MP3 encoding through pydub, and loading any user audio as mono float32 at SAMPLE_RATE.
+"""Audio at the edges: MP3 encoding through pydub, and loading any user audio as mono float32 at SAMPLE_RATE, whole
+(``load_audio``) or as a stream of blocks (``audio_blocks``) for files of any length.
 
 ffmpeg comes from the imageio-ffmpeg wheel (a static binary, no ffprobe), so nothing beyond pip is needed.
 MP3, WAV, FLAC and OGG decode in-process through libsndfile; anything else (M4A, ...) goes through ffmpeg.
@@ -9,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,10 @@ from .errors import Mp3MidiError
 
 DEFAULT_BITRATE = "64k"
 _INT16_SCALE = 32767.0
-_BLOCK_SECONDS = 30
+_BLOCK_SECONDS = 30  # seconds per read: libsndfile's MP3 samples differ in the last bit with other read sizes
+_FFMPEG_CHANNELS = 2
+_FLOAT32_BYTES = 4
+_SNDFILE_ERRORS = (soundfile.LibsndfileError, RuntimeError, TypeError)  # what sends a file on to ffmpeg
 
 
 def ffmpeg_exe() -> str:
@@ -49,6 +55,42 @@ def encode_mp3(audio: np.ndarray, path: str | Path, *, bitrate: str = DEFAULT_BI
 
 def load_audio(path: str | Path) -> np.ndarray:
     """Decode an audio file to [samples] float32 mono at SAMPLE_RATE. Raises ``Mp3MidiError`` if it is not audio."""
+    path = _checked_path(path)
+    try:
+        pieces = list(_sndfile_blocks(path))
+    except _SNDFILE_ERRORS:
+        pieces = list(_ffmpeg_blocks(path))
+    return _joined(pieces, path)
+
+
+def audio_blocks(path: str | Path) -> Iterator[np.ndarray]:
+    """Decode an audio file as consecutive [samples] float32 mono blocks at SAMPLE_RATE (some may be empty).
+
+    The blocks joined are exactly ``load_audio(path)``, but memory holds one block (tens of seconds) at a time,
+    whatever the file's length. Raises ``Mp3MidiError`` (possibly after some blocks) for a file that is not audio
+    or that libsndfile stops decoding part way through.
+    """
+    path = _checked_path(path)
+    produced = 0
+    try:
+        for block in _sndfile_blocks(path):
+            produced += block.size
+            yield block
+    except _SNDFILE_ERRORS as exc:
+        if produced:  # load_audio would start again with ffmpeg; a stream cannot take back what it gave
+            raise Mp3MidiError(f"{str(path)!r} stopped decoding after {produced / SAMPLE_RATE:.1f} s ({exc})") from None
+    else:
+        if not produced:
+            raise Mp3MidiError(f"{str(path)!r} holds no audio samples")
+        return
+    for block in _ffmpeg_blocks(path):
+        produced += block.size
+        yield block
+    if not produced:
+        raise Mp3MidiError(f"{str(path)!r} holds no audio samples")
+
+
+def _checked_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise Mp3MidiError(f"no such file: {str(path)!r}")
@@ -56,32 +98,44 @@ def load_audio(path: str | Path) -> np.ndarray:
         raise Mp3MidiError(f"{str(path)!r} is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise Mp3MidiError(f"{str(path)!r} is empty")
-    try:
-        with _quiet_stderr():  # libsndfile's MP3 decoder prints notes about damaged frames straight to stderr
-            audio = _read_in_blocks(path)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        audio, rate = _decode_with_ffmpeg(path)
-        audio = to_model_rate(audio.mean(axis=1), rate)
+    return path
+
+
+def _joined(pieces: list[np.ndarray], path: Path) -> np.ndarray:
+    audio = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
     if audio.size == 0:
         raise Mp3MidiError(f"{str(path)!r} holds no audio samples")
     return audio
 
 
-def _read_in_blocks(path: Path) -> np.ndarray:
-    """Decode, mix to mono and resample block by block: memory holds the result, not the file at its own rate
-    and channel count (30 minutes of 44.1 kHz stereo would be 635 MB as float32; at 16 kHz mono it is 115 MB)."""
+def _sndfile_blocks(path: Path) -> Iterator[np.ndarray]:
+    """Decode, mix to mono and resample block by block: memory holds a block, not the file at its own rate and
+    channel count (30 minutes of 44.1 kHz stereo would be 635 MB as float32; at 16 kHz mono it is 115 MB)."""
     import soxr
 
-    with soundfile.SoundFile(str(path)) as source:
+    with _quiet_stderr():  # libsndfile's MP3 decoder prints notes about damaged frames straight to stderr
+        source = soundfile.SoundFile(str(path))
+    with source:
         stream = None if source.samplerate == SAMPLE_RATE else soxr.ResampleStream(
             source.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        pieces = []
-        while len(block := source.read(source.samplerate * _BLOCK_SECONDS, dtype="float32", always_2d=True)):
-            mono = block.mean(axis=1)
-            pieces.append(mono if stream is None else stream.resample_chunk(mono))
+        while True:
+            with _quiet_stderr():
+                block = source.read(source.samplerate * _BLOCK_SECONDS, dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            mono = _mono(block)
+            del block
+            yield mono if stream is None else stream.resample_chunk(mono)
         if stream is not None:
-            pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
-    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
+            yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """[samples, channels] -> [samples]: the channels' mean, bit for bit ``block.mean(axis=1)``, which is slow over
+    a short axis (more time than decoding the MP3 itself for stereo)."""
+    if block.shape[1] == 2:
+        return (block[:, 0] + block[:, 1]) / 2
+    return block.mean(axis=1)
 
 
 @contextlib.contextmanager
@@ -97,23 +151,26 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def to_model_rate(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Resample [samples] mono audio from ``rate`` to SAMPLE_RATE."""
-    if rate == SAMPLE_RATE:
-        return np.ascontiguousarray(audio, dtype=np.float32)
-    import soxr
-
-    return soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-
-
-def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    # Two channels out (mono is copied to both), averaged by the caller: ffmpeg's own mono downmix adds +3 dB.
-    command = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-f", "f32le", "-ac", "2",
-               "-ar", str(SAMPLE_RATE), "-"]
-    result = subprocess.run(command, capture_output=True, check=False)
-    if result.returncode != 0 or not result.stdout:
-        reason = result.stderr.decode(errors="replace").strip().splitlines()
-        detail = reason[-1] if reason else "no audio stream"
-        raise Mp3MidiError(f"{str(path)!r} is not audio that can be decoded ({detail})")
-    audio = np.frombuffer(result.stdout, dtype="<f4").reshape(-1, 2)
-    return audio, SAMPLE_RATE
+def _ffmpeg_blocks(path: Path) -> Iterator[np.ndarray]:
+    """Decode anything ffmpeg reads, straight to SAMPLE_RATE, as mono blocks read from its output as it comes."""
+    # Two channels out (mono is copied to both), averaged here: ffmpeg's own mono downmix adds +3 dB.
+    command = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-f", "f32le",
+               "-ac", str(_FFMPEG_CHANNELS), "-ar", str(SAMPLE_RATE), "-"]
+    block_bytes = _FFMPEG_CHANNELS * _FLOAT32_BYTES * SAMPLE_RATE * _BLOCK_SECONDS
+    produced = 0
+    with tempfile.TemporaryFile() as errors, \
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors) as process:
+        try:
+            while chunk := process.stdout.read(block_bytes):
+                whole = len(chunk) - len(chunk) % (_FFMPEG_CHANNELS * _FLOAT32_BYTES)
+                audio = np.frombuffer(chunk[:whole], dtype="<f4").reshape(-1, _FFMPEG_CHANNELS)
+                produced += len(audio)
+                yield _mono(audio)
+        finally:
+            process.stdout.close()
+            returncode = process.wait()
+        if returncode != 0 or not produced:
+            errors.seek(0)
+            reason = errors.read().decode(errors="replace").strip().splitlines()
+            detail = reason[-1] if reason else "no audio stream"
+            raise Mp3MidiError(f"{str(path)!r} is not audio that can be decoded ({detail})")

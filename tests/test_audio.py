@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.audio import encode_mp3, ffmpeg_exe, load_audio
+from pipeline.audio import audio_blocks, encode_mp3, ffmpeg_exe, load_audio
 from pipeline.constants import SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
 from pipeline.features import spectrogram
 from pipeline.labels import note_labels
 from pipeline.notes import Note, Part
 from pipeline.render import default_soundfont, render
+from tests.conftest import melody
 
 CLICK_TIMES = [0.25, 0.61, 1.0, 1.37, 1.8, 2.22, 2.5]
 
@@ -63,17 +64,36 @@ def test_loads_other_formats_rates_and_channels(tmp_path: Path, clicks, suffix, 
     assert np.abs(loaded).max() == pytest.approx(np.abs(audio).max(), rel=0.2)
 
 
+@pytest.mark.parametrize("decode", [load_audio, lambda path: list(audio_blocks(path))], ids=["whole", "blocks"])
 @pytest.mark.parametrize(("content", "reason"), [
     (None, "no such file"), (b"", "is empty"), (b"hello, I am a text file" * 50, "not audio"),
     ("folder", "is a folder")])
-def test_bad_audio_inputs(tmp_path: Path, content, reason):
+def test_bad_audio_inputs(tmp_path: Path, content, reason, decode):
     path = tmp_path / "input.mp3"
     if content == "folder":
         path.mkdir()
     elif content is not None:
         path.write_bytes(content)
     with pytest.raises(Mp3MidiError, match=reason):
-        load_audio(path)
+        decode(path)
+
+
+@pytest.mark.parametrize(("suffix", "rate", "channels"), [(".mp3", SAMPLE_RATE, 1), (".mp3", 44_100, 2),
+                                                          (".wav", SAMPLE_RATE, 2), (".m4a", 44_100, 2)])
+def test_blocks_join_into_exactly_the_loaded_audio(tmp_path: Path, suffix, rate, channels):
+    """Long enough for several blocks; MP3 through libsndfile (resampled or not), M4A through ffmpeg."""
+    audio = np.tile(render([Part(0, False, melody(12))], 4.0, soundfont=default_soundfont()), 20)  # 80 s
+    wav = tmp_path / "source.wav"
+    soundfile.write(wav, np.repeat(audio[:, None], channels, axis=1) * [1.0, 0.5][:channels], SAMPLE_RATE)
+    path = tmp_path / f"long{suffix}"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(wav), "-ar", str(rate), str(path)], check=True)
+    blocks = list(audio_blocks(path))
+    assert len(blocks) > 2 and all(block.dtype == np.float32 and block.ndim == 1 for block in blocks)
+    loaded = load_audio(path)
+    assert np.concatenate(blocks).tobytes() == loaded.tobytes()
+    if suffix == ".wav":  # no resampling: the mono mix is numpy's mean of the channels, to the bit
+        expected = soundfile.read(path, dtype="float32", always_2d=True)[0].mean(axis=1)
+        assert loaded.tobytes() == expected.tobytes()
 
 
 def test_truncated_mp3_decodes_what_is_there_or_says_why(tmp_path: Path, clicks):

@@ -7,19 +7,11 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from pipeline.jobcontrol import job_progress
+from tests.apptest import open_page
 from tests.test_jobcontrol import many_pieces, wait_for
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-
-
 def generate_page(data: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("MP3_TO_MIDI_DATA", str(data))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("app_pages/generate.py")
-    app.run()
-    assert not app.exception
-    return app
+    return open_page(data, monkeypatch, "app_pages/generate.py")
 
 
 def fill_form(app: AppTest, *, name: str, folder: Path, clip_s: float = 2.0) -> None:

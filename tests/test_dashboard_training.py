@@ -11,10 +11,8 @@ from model.active import active_model
 from model.checkpoints import load_checkpoint
 from model.runs import list_runs
 from pipeline.jobs import GenerateOptions, generate
+from tests.apptest import open_page
 from tests.test_jobcontrol import wait_for
-
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:
@@ -29,13 +27,7 @@ def catalog(tmp_path_factory) -> Path:
 
 
 def training_page(data: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("MP3_TO_MIDI_DATA", str(data))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("app_pages/training.py")
-    app.run()
-    assert not app.exception
-    return app
+    return open_page(data, monkeypatch, "app_pages/training.py")
 
 
 def launch(app: AppTest, *, run: str, steps: int, lr: float = 2e-3) -> None:

@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_BINS, N_KEYS, SAMPLE_RATE, pitch_to_hz
 from pipeline.errors import Mp3MidiError
-from pipeline.features import frame_count, spectrogram
+from pipeline.features import MARGIN_FRAMES, frame_count, spectrogram, spectrogram_stream
 from pipeline.labels import note_labels, time_to_frame
 from pipeline.notes import Note
 
@@ -57,3 +57,29 @@ def test_long_audio_in_chunks_matches_one_pass():
     chunked = spectrogram(audio, chunk_frames=500)
     assert chunked.shape == whole.shape
     np.testing.assert_allclose(chunked, whole, atol=2e-3)
+
+
+@pytest.mark.parametrize(("samples", "chunk_frames", "block_sizes"), [
+    (SAMPLE_RATE, 500, [4000]),  # short: one pass
+    ((500 + 2 * MARGIN_FRAMES) * HOP_LENGTH - 1, 500, [100_000]),  # one sample short of being chunked
+    ((500 + 2 * MARGIN_FRAMES) * HOP_LENGTH, 500, [100_000]),  # the first length that is chunked
+    (30 * SAMPLE_RATE, 500, [0, 77, 160_000, 0, 5]),  # chunked; empty blocks and blocks shorter than a hop
+    (30 * SAMPLE_RATE, 200, [30 * SAMPLE_RATE]),  # chunks shorter than the margin, all in one block
+])
+def test_spectrogram_in_a_stream_equals_one_call(samples, chunk_frames, block_sizes):
+    audio = np.random.default_rng(2).normal(0, 0.1, samples).astype(np.float32)
+    blocks, start = [], 0
+    while start < samples:
+        size = block_sizes[len(blocks) % len(block_sizes)]
+        blocks.append(audio[start:start + size])
+        start += size
+    pieces = list(spectrogram_stream(iter(blocks), chunk_frames=chunk_frames))
+    assert all(piece.dtype == np.float32 and piece.shape[1] == N_BINS for piece in pieces)
+    assert np.concatenate(pieces).tobytes() == spectrogram(audio, chunk_frames=chunk_frames).tobytes()
+
+
+@pytest.mark.parametrize(("blocks", "reason"), [([np.zeros((2, 100))], "mono audio"), ([], "no audio samples"),
+                                                ([np.zeros(0), np.zeros(0)], "no audio samples")])
+def test_spectrogram_stream_refuses_bad_input(blocks, reason):
+    with pytest.raises(Mp3MidiError, match=reason):
+        list(spectrogram_stream(blocks))

@@ -1,7 +1,9 @@
-"""Transcription plumbing: inputs, outputs, tempo, quantization and bad input, through the real library and CLI.
+"""Transcription plumbing: inputs, outputs, tempo, quantization, bad input, and long audio cut into windows and
+chunks, through the real library and CLI.
 
-These use a small untrained checkpoint, so they test everything but the network's skill; the default model's
-quality is measured by `python -m model evaluate` (docs/MODEL_CARD.md).
+Most use a small untrained checkpoint, so they test everything but the network's skill; the default model's
+quality is measured by `python -m model evaluate` (docs/MODEL_CARD.md). The seam tests use the default model,
+because only a network that hears notes can show a note doubled or split where two windows meet.
 """
 
 import io
@@ -15,13 +17,15 @@ import pytest
 import torch
 
 from model.checkpoints import save_checkpoint
-from model.network import Transcriber
-from model.tempo import estimate_tempo
-from model.transcribe import quantized, transcribe
-from pipeline.audio import encode_mp3
-from pipeline.constants import SAMPLE_RATE
+from model.decoding import decode
+from model.inference import CONTEXT_FRAMES, activation_stream, activations, compact_activations
+from model.network import HEADS, Transcriber
+from model.tempo import estimate_tempo, spectral_flux, tempo_from_flux
+from model.transcribe import load_model, quantized, transcribe
+from pipeline.audio import encode_mp3, load_audio
+from pipeline.constants import FRAMES_PER_SECOND, N_BINS, N_KEYS, SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
-from pipeline.features import spectrogram
+from pipeline.features import frame_count, spectrogram, spectrogram_stream
 from pipeline.notes import Note, Part
 from pipeline.render import default_soundfont, render
 from tests.conftest import melody
@@ -124,3 +128,153 @@ def test_the_default_model_hears_the_notes_of_a_rendered_mp3(tmp_path, program):
     result = transcribe(path)
     assert score_notes(list(notes), result.notes).onset_recall >= 0.9
     assert all(1 <= n.velocity <= 127 and n.end_s > n.start_s for n in result.notes)
+
+
+# --- long audio: windows, chunks and their seams ---------------------------------------------------------------
+
+SEAM_WINDOW = 2 * CONTEXT_FRAMES + 200  # small network windows: a seam every 200 frames (3.2 s)
+SEAM_CHUNK = 250  # small spectrogram chunks: a seam every 250 frames (4 s)
+ONE_PASS = 10_000  # more frames than the clip: one window, one chunk
+WINDOW_SEAMS_S = [k * (SEAM_WINDOW - 2 * CONTEXT_FRAMES) / FRAMES_PER_SECOND for k in (1, 2, 3, 4)]  # 3.2 ... 12.8
+CHUNK_SEAMS_S = [k * SEAM_CHUNK / FRAMES_PER_SECOND for k in (1, 2, 3)]  # 4, 8, 12
+SUSTAINED = Note(5.5, 10.5, 60, 100)  # held across window seams at 6.4 and 9.6 s and the chunk seam at 8 s
+
+
+@pytest.fixture(scope="module")
+def seam_clip(tmp_path_factory) -> Path:
+    """A flute (it holds a note at one level) playing a note struck on each window seam, one across each chunk
+    seam, and one held across three seams; no pitch is a harmonic of the held one."""
+    struck = [Note(t, t + 0.3, pitch, 90) for t, pitch in zip(WINDOW_SEAMS_S, (64, 69, 74, 62))]
+    straddling = [Note(t - 0.05, t + 0.25, pitch, 90) for t, pitch in zip(CHUNK_SEAMS_S, (67, 71, 76))]
+    notes = tuple(sorted([*struck, *straddling, SUSTAINED], key=lambda n: n.start_s))
+    path = tmp_path_factory.mktemp("seams") / "seams.mp3"
+    encode_mp3(render([Part(73, False, notes)], 14.0, soundfont=default_soundfont()), path)
+    return path
+
+
+def test_seams_leave_no_doubled_or_split_notes(seam_clip):
+    windowed = transcribe(seam_clip, window_frames=SEAM_WINDOW, chunk_frames=SEAM_CHUNK)
+    whole = transcribe(seam_clip, window_frames=ONE_PASS, chunk_frames=ONE_PASS)
+    assert windowed.notes == whole.notes
+    held = [n for n in windowed.notes if n.pitch == SUSTAINED.pitch]
+    assert len(held) == 1, held  # one note, not one per window or chunk
+    assert held[0].start_s == pytest.approx(SUSTAINED.start_s, abs=0.05)
+    assert held[0].end_s == pytest.approx(SUSTAINED.end_s, abs=0.25)
+
+
+@pytest.mark.parametrize("sizes", [[10_000], [1, 299, 500], [137], [0, 250, 0, 300]])
+@pytest.mark.parametrize("window_frames", [SEAM_WINDOW, 500])
+def test_activations_streamed_in_pieces_equal_the_whole_array(checkpoint, sizes, window_frames):
+    model, _ = load_model(checkpoint)
+    features = np.random.default_rng(2).random((800, N_BINS), dtype=np.float32)
+    pieces = _consecutive(features, sizes)
+    streamed = list(activation_stream(model, iter(pieces), window_frames=window_frames))
+    whole = activations(model, features, window_frames=window_frames)
+    for name in HEADS:
+        np.testing.assert_array_equal(np.concatenate([piece[name] for piece in streamed]), whole[name])
+
+
+def _consecutive(array: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """``array`` cut into consecutive pieces of the given sizes, repeated until it is used up."""
+    pieces, start, index = [], 0, 0
+    while start < len(array):
+        size = sizes[index % len(sizes)]
+        pieces.append(array[start:start + size])
+        start, index = start + size, index + 1
+    return pieces
+
+
+def test_a_window_must_be_longer_than_its_context(checkpoint):
+    model, _ = load_model(checkpoint)
+    with pytest.raises(Mp3MidiError, match=r"window_frames must be more than twice the context \(96\); got 96"):
+        list(activation_stream(model, [np.zeros((10, N_BINS), np.float32)], window_frames=2 * CONTEXT_FRAMES))
+
+
+@pytest.fixture(scope="module")
+def busy_clip(tmp_path_factory) -> Path:
+    """Half a minute of a built-in procedural piece on the piano: a few hundred notes, up to eight at once."""
+    from pipeline.procedural import generate_piece
+
+    path = tmp_path_factory.mktemp("busy") / "busy.mp3"
+    encode_mp3(render(list(generate_piece(3, duration_s=30.0).parts), 30.0, soundfont=default_soundfont()), path)
+    return path
+
+
+def test_float16_activations_decode_to_the_float32_notes(busy_clip):
+    """What a transcription keeps for redecode() is float16: notes may differ only where a probability sits
+    within float16's rounding of a threshold (a note a frame longer or shorter, or a borderline note)."""
+    from model.metrics import score_notes
+
+    model, thresholds = load_model()
+    full = activations(model, spectrogram(load_audio(busy_clip)))
+    kept = compact_activations([full])
+    assert all(kept[name].dtype == np.float16 and kept[name].shape == full[name].shape for name in HEADS)
+    for onset_threshold in (thresholds["onset_threshold"], 0.3, 0.7):
+        options = dict(onset_threshold=onset_threshold, frame_threshold=thresholds["frame_threshold"])
+        exact = decode(full["onset"], full["frame"], offsets=full["offset"], velocities=full["velocity"], **options)
+        small = decode(kept["onset"], kept["frame"], offsets=kept["offset"], velocities=kept["velocity"], **options)
+        assert len(exact) > 100
+        assert len(set(exact) ^ set(small)) <= 0.02 * len(exact)
+        assert score_notes(exact, small).offset_f1 >= 0.99
+
+
+@pytest.mark.parametrize("reserved_frames", [1, 300, 10_000])
+def test_kept_activations_grow_past_their_reservation(reserved_frames):
+    pieces = [{name: np.random.default_rng(n).random((n, N_KEYS), dtype=np.float32) for name in HEADS}
+              for n in (250, 0, 251, 7)]
+    kept = compact_activations(iter(pieces), reserved_frames=reserved_frames)
+    joined = np.concatenate([piece["onset"] for piece in pieces])
+    assert kept["onset"].shape == (508, N_KEYS)
+    np.testing.assert_array_equal(kept["onset"], joined.astype(np.float16))
+
+
+def test_float16_velocities_decode_exactly():
+    rng = np.random.default_rng(4)
+    onsets = np.zeros((400, N_KEYS), np.float32)
+    onsets[rng.integers(0, 400, 300), rng.integers(0, N_KEYS, 300)] = 1.0
+    heads = {"onset": onsets, "frame": np.ones_like(onsets), "offset": np.zeros_like(onsets),
+             "velocity": rng.random(onsets.shape, dtype=np.float32)}
+    kept = compact_activations([heads])
+    exact = decode(heads["onset"], heads["frame"], offsets=heads["offset"], velocities=heads["velocity"])
+    small = decode(kept["onset"], kept["frame"], offsets=kept["offset"], velocities=kept["velocity"])
+    assert len(exact) > 250 and small == exact
+
+
+def test_redecode_reuses_the_kept_activations(seam_clip):
+    result = transcribe(seam_clip)
+    frames = frame_count(round(result.duration_s * SAMPLE_RATE))
+    assert all(a.dtype == np.float16 and a.shape == (frames, N_KEYS) for a in result.activations.values())
+    model_thresholds = load_model()[1]
+    assert result.redecode(**model_thresholds).notes == result.notes
+    stricter = result.redecode(onset_threshold=0.9, frame_threshold=model_thresholds["frame_threshold"])
+    assert len(stricter.notes) < len(result.notes) and stricter.activations is result.activations
+
+
+def test_a_file_and_its_decoded_samples_give_the_same_transcription(seam_clip):
+    from_file = transcribe(seam_clip, window_frames=SEAM_WINDOW, chunk_frames=SEAM_CHUNK)
+    from_samples = transcribe(load_audio(seam_clip), window_frames=SEAM_WINDOW, chunk_frames=SEAM_CHUNK)
+    assert from_file.notes == from_samples.notes and from_file.tempo_bpm == from_samples.tempo_bpm
+    assert from_file.duration_s == from_samples.duration_s
+
+
+@pytest.mark.parametrize(("audio", "checkpoint_name", "message"), [
+    ("missing.mp3", None, "no such file"), ("text.mp3", None, "not audio"),
+    ("missing.mp3", "missing.pt", "no checkpoint"),  # the checkpoint is reported first, as when it loaded first
+    ("seams", "missing.pt", "no checkpoint")])
+def test_bad_audio_or_checkpoint_while_the_model_loads(tmp_path, seam_clip, audio, checkpoint_name, message):
+    (tmp_path / "text.mp3").write_text("not audio at all, just words" * 20)
+    path = seam_clip if audio == "seams" else tmp_path / audio
+    checkpoint = tmp_path / checkpoint_name if checkpoint_name else None
+    with pytest.raises(Mp3MidiError, match=message):
+        transcribe(path, checkpoint=checkpoint)
+
+
+def test_tempo_from_a_streamed_flux_equals_tempo_from_the_features():
+    audio = click_track(100.0, seconds=70.0)
+    whole = spectrogram(audio, chunk_frames=500)
+    flux, previous = [], None
+    for piece in spectrogram_stream(np.array_split(audio, 9), chunk_frames=500):
+        flux.append(spectral_flux(piece, previous=previous))
+        previous = piece[-1]
+    np.testing.assert_array_equal(np.concatenate(flux), spectral_flux(whole))
+    assert tempo_from_flux(np.concatenate(flux)) == estimate_tempo(whole) == pytest.approx(100.0, rel=0.02)
