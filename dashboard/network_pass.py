@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from model.checkpoints import checkpoint_thresholds, load_checkpoint
-from model.tempo import TEMPO_RANGE_BPM
-from model.transcribe import DEFAULT_PROGRAM, Transcription, transcribe
+from model.transcribe import DEFAULT_PROGRAM, Transcription, checked_tempo, transcribe
 from pipeline.errors import Mp3MidiError
-from pipeline.features import spectrogram
 
 from .transcription_view import SpectrogramImage, display_spectrogram
 from .upload import content_hash, decode_upload
@@ -61,9 +61,10 @@ def _thresholds(path: str, modified: float) -> dict:
 
 def run_network(name: str, data: bytes, *, checkpoint: str | Path) -> NetworkPass:
     """Decode the upload, run the network once and keep its activations and a display spectrogram."""
-    audio = decode_upload(name, data)
-    transcription = transcribe(audio, checkpoint=checkpoint)
-    return NetworkPass((content_hash(data), str(checkpoint)), transcription, display_spectrogram(spectrogram(audio)))
+    pieces: list[np.ndarray] = []  # the features the network reads, kept to be drawn (not computed again)
+    transcription = transcribe(decode_upload(name, data), checkpoint=checkpoint, on_features=pieces.append)
+    image = display_spectrogram(np.concatenate(pieces))
+    return NetworkPass((content_hash(data), str(checkpoint)), transcription, image)
 
 
 def pass_for_upload(store: MutableMapping, name: str, data: bytes, *, checkpoint: str | Path) -> NetworkPass:
@@ -80,10 +81,7 @@ def decoded(network_pass: NetworkPass, settings: DecodeSettings) -> Transcriptio
     """Notes and MIDI for ``settings`` from the stored activations (no network)."""
     transcription = network_pass.transcription
     if settings.tempo_bpm is not None:
-        low, high = TEMPO_RANGE_BPM
-        if not low <= settings.tempo_bpm <= high:
-            raise Mp3MidiError(f"tempo {settings.tempo_bpm:g} BPM is outside {low:g}-{high:g}")
-        transcription = dataclasses.replace(transcription, tempo_bpm=float(settings.tempo_bpm))
+        transcription = dataclasses.replace(transcription, tempo_bpm=checked_tempo(settings.tempo_bpm))
     return transcription.redecode(onset_threshold=settings.onset_threshold,
                                   frame_threshold=settings.frame_threshold, min_note_ms=settings.min_note_ms,
                                   program=settings.program, quantize=settings.quantize)

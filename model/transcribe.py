@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -81,22 +81,26 @@ def load_model(checkpoint: str | Path | None = None):
 def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None = None,
                onset_threshold: float | None = None, frame_threshold: float | None = None, min_note_ms: float = 50.0,
                program: int = DEFAULT_PROGRAM, tempo: str | float = "auto", quantize: str | None = None,
-               window_frames: int | None = None, chunk_frames: int = CHUNK_FRAMES) -> Transcription:
+               window_frames: int | None = None, chunk_frames: int = CHUNK_FRAMES,
+               on_features: Callable[[np.ndarray], None] | None = None) -> Transcription:
     """Transcribe a file (MP3, WAV, FLAC, OGG, M4A) or mono [samples] float audio at SAMPLE_RATE.
 
     Thresholds left at None take the values chosen for the checkpoint on validation data. ``window_frames`` (the
     network's windows, context included; None: ``model.inference.WINDOW_FRAMES``) and ``chunk_frames`` (the
     spectrogram's chunks) change only how the work is cut up and how much memory it takes, not the notes.
+    ``on_features`` receives each [frames, N_BINS] piece of the spectrogram in order, for a caller that also shows
+    it (the pieces join into ``spectrogram(audio)``), so nobody computes the features twice.
     """
     if not 0 <= program <= 127:
         raise Mp3MidiError(f"program must be a General MIDI program 0-127; got {program}")
     if quantize not in (None, "none", *QUANTIZE_GRIDS):
         raise Mp3MidiError(f"quantize must be none or one of {', '.join(QUANTIZE_GRIDS)}; got {quantize!r}")
-    fixed_tempo = None if tempo == "auto" else _checked_tempo(tempo)
+    fixed_tempo = None if tempo == "auto" else checked_tempo(tempo)
     signal = _Signal()
     blocks = audio_blocks(audio) if not isinstance(audio, np.ndarray) else [np.asarray(audio, np.float32)]
     flux: list[np.ndarray] = []
-    features = _gathering_flux(spectrogram_stream(signal.watched(blocks), chunk_frames=chunk_frames), flux)
+    features = _gathering_flux(spectrogram_stream(signal.watched(blocks), chunk_frames=chunk_frames), flux,
+                               on_features)
     loading = _Loading(checkpoint)
     try:
         head = _head_start(features, loading, limit=HEAD_START_CHUNKS)  # while torch loads
@@ -177,10 +181,14 @@ def _joined_flux(flux: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(flux) if flux else np.zeros(0, np.float32)
 
 
-def _gathering_flux(pieces: Iterable[np.ndarray], flux: list[np.ndarray]) -> Iterator[np.ndarray]:
-    """Pass feature pieces on, appending each one's spectral flux (for the tempo) to ``flux``."""
+def _gathering_flux(pieces: Iterable[np.ndarray], flux: list[np.ndarray],
+                    on_features: Callable[[np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
+    """Pass feature pieces on, appending each one's spectral flux (for the tempo) to ``flux`` and showing each to
+    ``on_features``."""
     previous = None
     for piece in pieces:
+        if on_features is not None:
+            on_features(piece)
         if len(piece):
             flux.append(spectral_flux(piece, previous=previous))
             previous = piece[-1]
@@ -193,7 +201,8 @@ def _decode(probabilities, onset_threshold, frame_threshold, min_note_ms) -> lis
                   frame_threshold=frame_threshold, min_note_ms=min_note_ms)
 
 
-def _checked_tempo(tempo) -> float:
+def checked_tempo(tempo) -> float:
+    """A fixed tempo as float BPM, refused outside TEMPO_RANGE_BPM with a message that says what was given."""
     try:
         value = float(tempo)
     except (TypeError, ValueError):

@@ -22,6 +22,7 @@ def fill_form(app: AppTest, *, name: str, folder: Path, clip_s: float = 2.0) -> 
     numbers = {widget.label: widget for widget in app.number_input}
     numbers["Clip length, seconds (0: whole pieces)"].set_value(clip_s)
     numbers["Worker processes"].set_value(1)
+    numbers["Pieces (at most; 0: all)"].set_value(0)  # a folder is taken whole
 
 
 def metrics(app: AppTest) -> dict[str, str]:

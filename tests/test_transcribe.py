@@ -162,6 +162,13 @@ def test_seams_leave_no_doubled_or_split_notes(seam_clip):
     assert held[0].end_s == pytest.approx(SUSTAINED.end_s, abs=0.25)
 
 
+def test_the_features_the_network_read_can_be_kept_for_display(seam_clip):
+    pieces = []
+    transcribe(seam_clip, chunk_frames=SEAM_CHUNK, on_features=pieces.append)
+    assert len(pieces) > 1  # streamed in chunks, each handed over once, in order
+    np.testing.assert_array_equal(np.concatenate(pieces), spectrogram(load_audio(seam_clip), chunk_frames=SEAM_CHUNK))
+
+
 @pytest.mark.parametrize("sizes", [[10_000], [1, 299, 500], [137], [0, 250, 0, 300]])
 @pytest.mark.parametrize("window_frames", [SEAM_WINDOW, 500])
 def test_activations_streamed_in_pieces_equal_the_whole_array(checkpoint, sizes, window_frames):

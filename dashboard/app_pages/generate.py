@@ -28,7 +28,8 @@ with st.form("generate"):
     name = left.text_input("Dataset name", value="demo", help="1-48 lower-case letters, digits, '-' or '_'")
     source_kind = left.radio("Source", ["Built-in (corpus + procedural)", "A folder of MIDI files"], horizontal=True)
     folder = left.text_input("MIDI folder (searched recursively)", placeholder="/path/to/midi")
-    limit = left.number_input("Pieces (at most)", min_value=1, value=DEFAULT_BUILTIN_LIMIT, step=10)
+    limit = left.number_input("Pieces (at most; 0: all)", min_value=0, value=DEFAULT_BUILTIN_LIMIT, step=10,
+                              help=f"0 takes every file of a folder (the built-in source: {DEFAULT_BUILTIN_LIMIT}).")
     clip = left.number_input("Clip length, seconds (0: whole pieces)", min_value=0.0,
                              value=DEFAULT_CLIP_SECONDS, step=5.0)
     chosen_fonts = right.multiselect("Soundfonts (each item draws one)", soundfonts, default=soundfonts[:1],
@@ -44,7 +45,7 @@ with st.form("generate"):
 if submitted:
     options = GenerateOptions(
         name=name.strip(), source=BUILTIN if source_kind.startswith("Built-in") else folder.strip(),
-        soundfonts=tuple(chosen_fonts), families=tuple(families), limit=int(limit), clip_seconds=float(clip),
+        soundfonts=tuple(chosen_fonts), families=tuple(families), limit=int(limit) or None, clip_seconds=float(clip),
         workers=int(workers), seed=int(seed), data_dir=str(data_dir()), mix_probability=float(mix),
         render_drums=drums)
     try:
