@@ -10,6 +10,7 @@ PORT ?= 8501
 
 TRAIN_SOUNDFONT := /usr/share/sounds/sf3/FluidR3Mono_GM.sf3
 UNSEEN_SOUNDFONT := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
+UNRELATED_SOUNDFONT := /usr/share/sounds/sf2/sf_GMbank.sf2
 TRAIN_STEPS ?= 2400
 
 .PHONY: setup system run test demo bench train-default clean-data
@@ -52,9 +53,10 @@ bench: setup
 	$(PY) benchmarks/transcribe.py
 
 # The committed default model: built-in data rendered with two soundfonts, trained with a fixed seed on the CPU,
-# then scored on pieces it never saw, rendered with a third soundfont it never heard.
+# then scored on pieces it never saw, rendered with a third soundfont it never heard and with a fourth, unrelated
+# General MIDI bank (csound's).
 train-default: setup
-	$(MAKE) system APT_PACKAGES="fluidr3mono-gm-soundfont musescore-general-soundfont-small"
+	$(MAKE) system APT_PACKAGES="fluidr3mono-gm-soundfont musescore-general-soundfont-small csound-soundfont"
 	$(PY) -m pipeline generate --name builtin-train --limit 160 --seed 0 --soundfont default $(TRAIN_SOUNDFONT)
 	$(PY) benchmarks/procedural_midi.py --out data/procedural-midi --count 360 --first-seed 100000
 	$(PY) -m pipeline generate --name procedural-train --source data/procedural-midi --seed 0 \
@@ -72,3 +74,11 @@ train-default: setup
 	$(PY) -m pipeline export --name unseen-builtin --split test --out data/eval/unseen-soundfont
 	$(PY) benchmarks/compare_basic_pitch.py --folder data/eval/unseen-soundfont --threads 2 \
 	  --json docs/eval-unseen-soundfont.json
+	$(PY) -m pipeline generate --name unseen-csound-procedural --source data/procedural-unseen --seed 1 \
+	  --clip-seconds 20 --soundfont $(UNRELATED_SOUNDFONT)
+	$(PY) -m pipeline generate --name unseen-csound-builtin --limit 160 --seed 1 --clip-seconds 20 \
+	  --soundfont $(UNRELATED_SOUNDFONT)
+	$(PY) -m pipeline export --name unseen-csound-procedural --split all --out data/eval/unseen-csound
+	$(PY) -m pipeline export --name unseen-csound-builtin --split test --out data/eval/unseen-csound
+	$(PY) benchmarks/compare_basic_pitch.py --folder data/eval/unseen-csound --threads 2 \
+	  --json docs/eval-unseen-csound.json

@@ -178,14 +178,17 @@ def _compare(args) -> int:
         out_dir = Path(args.keep_midi).resolve() if args.keep_midi else Path(scratch) / "midi"
         basic_pitch = _run_basic_pitch(folder, [audio for audio, _ in pairs], out_dir, Path(scratch), args.threads)
         basic_pitch["report"] = _score_basic_pitch(folder, pairs, basic_pitch["files"])
+        basic_pitch["model"] = _shown(basic_pitch["model"], Path(scratch))
+        for record in basic_pitch["files"]:
+            record["midi"] = record["midi"] and _shown(record["midi"], Path(scratch))
 
     print(f"our model: evaluating {checkpoint} ...", file=sys.stderr)
     started = time.perf_counter()
     ours_report = evaluate_folder(checkpoint, folder)
-    ours = {"checkpoint": str(checkpoint), "total_s": time.perf_counter() - started, "report": ours_report}
+    ours = {"checkpoint": _shown(checkpoint), "total_s": time.perf_counter() - started, "report": ours_report}
 
     audio_s = sum(_duration_s(audio) for audio, _ in pairs)
-    results = {"folder": str(folder), "audio_s": audio_s, "threads": args.threads, "install_s": install_s,
+    results = {"folder": _shown(folder), "audio_s": audio_s, "threads": args.threads, "install_s": install_s,
                "ours": ours, "basic_pitch": basic_pitch}
     for system in SYSTEMS:
         print(f"\n{SYSTEM_NAMES[system]}\n{format_report(results[system]['report'])}")
@@ -194,6 +197,17 @@ def _compare(args) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
+
+
+def _shown(path: str | Path, scratch: Path | None = None) -> str:
+    """A path as the report gives it: relative to the project, "(scratch)/..." inside the run's temporary folder
+    (gone once the run ends), else as it is; so a committed report names no one's machine."""
+    path = Path(path).resolve()
+    for base, label in ((scratch, "(scratch)"), (ROOT, None)):
+        if base is not None and path.is_relative_to(base.resolve()):
+            relative = path.relative_to(base.resolve())
+            return f"{label}/{relative}" if label else str(relative)
+    return str(path)
 
 
 def _ensure_venv() -> float:

@@ -1,4 +1,5 @@
-"""The transcription network: harmonic CQT stack -> 2-D convolutions -> per-key temporal context -> four heads.
+"""The transcription network: harmonic CQT stack -> 2-D convolutions -> per-key temporal context -> key harmonics
+-> four heads.
 
 Design (reasons in docs/MODEL.md):
 - Harmonic stacking (from basic-pitch): the CQT is shifted so that channel h holds, at each key's bins, the energy at
@@ -6,6 +7,8 @@ Design (reasons in docs/MODEL.md):
   its whole harmonic series.
 - Convolutions reduce the 264 bins (3 per key) to 88 keys; dilated convolutions along time then give each key
   about half a second of context, shared by all keys (instrument-agnostic, pitch-agnostic).
+- Key harmonics: each key then reads the keys 12, 19, 24 and 28 semitones (partials 2-5) below and above it, so
+  a partial of a lower note is not taken for a note of its own.
 - Heads (from Onsets and Frames): onset, offset, velocity, and a frame head conditioned on the onset and offset
   predictions (detached), so a note is only held where it was started.
 """
@@ -19,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.constants import BINS_PER_OCTAVE, BINS_PER_SEMITONE, N_BINS, N_KEYS
+from pipeline.constants import BINS_PER_OCTAVE, BINS_PER_SEMITONE, N_BINS, N_KEYS, SEMITONES_PER_OCTAVE
 from pipeline.errors import Mp3MidiError
 
 HEADS = ("onset", "frame", "offset", "velocity")
@@ -35,6 +38,10 @@ class ModelConfig:
     channels: int = 12  # per-bin feature maps
     key_channels: int = 24  # per-key feature maps
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # temporal context blocks: receptive field grows to ~2 * sum frames
+    # Key offsets (semitones) each key reads after the temporal context, to tell a note from another note's
+    # partial; empty: no such block (checkpoints from before it).
+    key_harmonics: tuple[int, ...] = ()
+    harmonic_channels: int = 8  # the feature maps each offset key contributes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,9 +51,14 @@ class ModelConfig:
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
 
+# Partials 2-5 lie 12, 19, 24 and 28 semitones above a note; each key looks that far down and up.
+_PARTIALS = tuple(round(SEMITONES_PER_OCTAVE * math.log2(partial)) for partial in (2, 3, 4, 5))
+PARTIAL_OFFSETS = tuple(-offset for offset in reversed(_PARTIALS)) + _PARTIALS
+
 SIZES = {
-    "small": ModelConfig(),
-    "base": ModelConfig(channels=20, key_channels=40, dilations=(1, 2, 4, 8, 16)),
+    "small": ModelConfig(key_harmonics=PARTIAL_OFFSETS),
+    "base": ModelConfig(channels=20, key_channels=40, dilations=(1, 2, 4, 8, 16), key_harmonics=PARTIAL_OFFSETS,
+                        harmonic_channels=12),
 }
 
 
@@ -75,6 +87,35 @@ class _TemporalBlock(nn.Module):
         return x + self.conv(x)
 
 
+class _KeyHarmonics(nn.Module):
+    """Residual: each key mixes in (a few channels of) the keys ``offsets`` semitones away, [B, C, T, 88] -> same.
+
+    The harmonic stack shows a key its own partials; this shows it its neighbours' notes, so the 3rd partial of
+    A3 (E5, 19 semitones up) can be put down to A3 rather than called a note of its own.
+    """
+
+    def __init__(self, channels: int, reduced: int, offsets: tuple[int, ...]):
+        super().__init__()
+        self.offsets = (0, *offsets)
+        self.margin = max(abs(offset) for offset in self.offsets)
+        self.reduce = _conv(channels, reduced, 1)
+        self.mix = _conv(reduced * len(self.offsets), channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keys, margin = x.shape[-1], self.margin
+        padded = F.pad(self.reduce(x), (margin, margin))  # padded once; each offset is a view of it
+        shifted = [padded[..., margin + offset:margin + offset + keys] for offset in self.offsets]
+        return x + self.mix(torch.cat(shifted, dim=1))
+
+
+def _shifted(x: torch.Tensor, offset: int) -> torch.Tensor:
+    """[..., n] -> [..., n] where position i holds position i + offset of the last axis (bins or keys; zeros past
+    the ends)."""
+    if offset >= 0:
+        return F.pad(x[..., offset:], (0, offset))
+    return F.pad(x[..., :offset], (-offset, 0))
+
+
 class Transcriber(nn.Module):
     """features [batch, frames, N_BINS] -> dict of logits [batch, frames, 88] for each of HEADS."""
 
@@ -87,7 +128,10 @@ class Transcriber(nn.Module):
         # the step time on a CPU).
         self.front = _conv(len(self.shifts), c, (3, 3), padding=(1, 1), norm=False)
         self.to_keys = _conv(c, k, (3, BINS_PER_SEMITONE), padding=(1, 0), stride=(1, BINS_PER_SEMITONE))
-        self.context = nn.Sequential(*[_TemporalBlock(k, d) for d in config.dilations])
+        blocks = [_TemporalBlock(k, d) for d in config.dilations]
+        if config.key_harmonics:
+            blocks.append(_KeyHarmonics(k, config.harmonic_channels, config.key_harmonics))
+        self.context = nn.Sequential(*blocks)
         self.onset = nn.Conv2d(k, 1, 1)
         self.offset = nn.Conv2d(k, 1, 1)
         self.velocity = nn.Conv2d(k, 1, 1)
@@ -97,14 +141,7 @@ class Transcriber(nn.Module):
 
     def harmonic_stack(self, features: torch.Tensor) -> torch.Tensor:
         """[batch, frames, bins] -> [batch, harmonics, frames, bins]; bin b of channel h holds bin b + shift(h)."""
-        channels = []
-        for shift in self.shifts:
-            if shift >= 0:
-                shifted = F.pad(features[..., shift:], (0, shift))
-            else:
-                shifted = F.pad(features[..., :shift], (-shift, 0))
-            channels.append(shifted)
-        return torch.stack(channels, dim=1)
+        return torch.stack([_shifted(features, shift) for shift in self.shifts], dim=1)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         if features.ndim != 3 or features.shape[-1] != N_BINS:

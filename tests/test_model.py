@@ -14,8 +14,8 @@ from model.checkpoints import load_checkpoint, model_from_checkpoint, save_check
 from model.data import Augment, CropDataset, load_items
 from pipeline.splits import split_of
 from model.evaluate import evaluate_dataset
-from model.inference import activations
-from model.network import HEADS, SIZES, Transcriber, config_for, losses
+from model.inference import activations, folded
+from model.network import HEADS, SIZES, ModelConfig, Transcriber, config_for, losses
 from model.train import TrainOptions, train
 from pipeline.constants import N_BINS, N_KEYS
 from pipeline.errors import Mp3MidiError
@@ -46,6 +46,55 @@ def test_shapes(size):
 def test_bad_feature_shape_is_refused():
     with pytest.raises(Mp3MidiError, match=r"features \[batch, frames, 264\]; got \(2, 50, 100\)"):
         Transcriber()(torch.rand(2, 50, 100))
+
+
+def _input_gradient(model: Transcriber, key: int) -> np.ndarray:
+    """|d onset logit of ``key`` / d features|, summed over frames: [N_BINS]."""
+    features = torch.rand(1, 40, N_BINS, requires_grad=True)
+    model.eval()
+    model(features)["onset"][0, 20, key].backward()
+    return features.grad[0].abs().sum(0).numpy()
+
+
+@pytest.mark.parametrize("below", [19, 24, 28])
+def test_key_harmonics_let_a_key_see_the_notes_whose_partial_it_may_be(below):
+    """Key 60 hears key 60 - 19 (whose 3rd partial it is), 60 - 24 and 60 - 28 through the key-harmonics block
+    only: the harmonic stack alone looks one octave down at most."""
+    torch.manual_seed(0)
+    key = 60
+    bins = slice(3 * (key - below), 3 * (key - below) + 3)
+    assert _input_gradient(Transcriber(config_for("small")), key)[bins].max() > 0
+    assert _input_gradient(Transcriber(ModelConfig()), key)[bins].max() == 0
+
+
+def test_a_checkpoint_from_before_key_harmonics_loads_as_it_was(tmp_path):
+    model = Transcriber(ModelConfig())
+    save_checkpoint(tmp_path / "old.pt", model=model, step=1, metrics={})
+    payload = load_checkpoint(tmp_path / "old.pt")
+    for added in ("key_harmonics", "harmonic_channels"):  # what a checkpoint written before them lacks
+        del payload["model_config"][added]
+    again = model_from_checkpoint(payload)
+    assert again.config == ModelConfig() and again.config.key_harmonics == ()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_folded_batch_norms_compute_the_same_function(size):
+    torch.manual_seed(0)
+    model = Transcriber(config_for(size))
+    for module in model.modules():  # batch norms with statistics of their own, not the identity they start as
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    fused = folded(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    features = torch.rand(1, 120, N_BINS)
+    with torch.no_grad():
+        expected, got = model(features), fused(features)
+    for name in HEADS:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-4, rtol=1e-4)
 
 
 def test_windowed_activations_equal_one_pass():
