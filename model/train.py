@@ -25,7 +25,7 @@ from .data import Augment, CropDataset, load_items, reference_notes
 from .decoding import decode
 from .inference import activations
 from .metrics import mean_scores, score_notes
-from .network import Transcriber, config_for, losses, parameter_count
+from .network import ModelConfig, Transcriber, config_for, losses, parameter_count
 from .thresholds import choose_thresholds
 
 WARMUP_STEPS = 200
@@ -98,6 +98,11 @@ def check_options(options: TrainOptions) -> str:
     stored = runs.stored_config(options.data_dir, options.run)
     if stored is not None and stored != options.identity() and latest.is_file():
         raise Mp3MidiError(f"run {options.run!r} exists with other settings ({stored}); choose another --run")
+    if latest.is_file():
+        trained = ModelConfig.from_dict(load_checkpoint(latest)["model_config"])
+        if trained != config_for(options.size):
+            raise Mp3MidiError(f"run {options.run!r} was trained with another network than today's "
+                               f"{options.size!r} ({trained}); choose another --run")
     return device
 
 

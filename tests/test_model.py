@@ -77,6 +77,13 @@ def test_a_checkpoint_from_before_key_harmonics_loads_as_it_was(tmp_path):
     assert again.config == ModelConfig() and again.config.key_harmonics == ()
 
 
+def test_a_run_of_an_older_network_is_not_continued_with_another(tiny):
+    save_checkpoint(runs.run_dir(tiny, "older") / "latest.pt", model=Transcriber(ModelConfig()), step=5, metrics={})
+    with pytest.raises(Mp3MidiError, match=r"run 'older' was trained with another network than today's 'small'"):
+        train(TrainOptions(datasets=["tiny"], run="older", steps=10, data_dir=str(tiny)))
+    assert load_checkpoint(runs.run_dir(tiny, "older") / "latest.pt")["step"] == 5  # left as it was
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 def test_folded_batch_norms_compute_the_same_function(size):
     torch.manual_seed(0)
