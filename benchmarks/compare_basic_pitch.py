@@ -19,7 +19,8 @@ How:
   2. Its MIDI is scored against the reference exactly as our model is: both read with ``read_midi(...).pitched_notes``,
      compared by ``score_notes``, grouped by sub-folder and averaged by ``model.evaluate.report``. A file for which
      basic-pitch failed or wrote no notes counts as one with no notes.
-  3. Our model is scored by ``model.evaluate.evaluate_folder`` itself, timed in this process.
+  3. Our model is scored by ``model.evaluate.evaluate_folder`` itself (each file through ``model.transcribe``, as
+     users run it), timed in this process.
   4. A markdown table: per group and overall, onset F1, note-with-offset F1 and frame F1 of both systems; then each
      system's wall time and audio seconds per wall second.
 

@@ -90,7 +90,7 @@ def _evaluate(args) -> int:
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
-    return 0
+    return EXIT_USAGE if report.get("failed") else 0  # as transcribe: the others were still scored and written
 
 
 def _calibrate(args) -> int:

@@ -10,9 +10,7 @@ from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.audio import load_audio
 from pipeline.errors import Mp3MidiError
-from pipeline.features import spectrogram
 from pipeline.midi_io import read_midi
 
 from .checkpoints import checkpoint_thresholds, load_checkpoint, model_from_checkpoint
@@ -20,6 +18,7 @@ from .data import load_items, reference_notes
 from .decoding import decode
 from .inference import activations
 from .metrics import Scores, mean_scores, score_notes
+from .transcribe import load_model, transcribe
 
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".m4a")
 MIX = "mix"
@@ -48,18 +47,28 @@ def evaluate_dataset(checkpoint: str | Path | None, datasets: list[str], *, spli
 
 
 def evaluate_folder(checkpoint: str | Path | None, folder: str | Path, **decode_options) -> dict:
-    """Every audio file in ``folder`` (recursively) that has a ``.mid`` with the same stem beside it."""
-    payload = load_checkpoint(checkpoint)
-    model, decode_options = model_from_checkpoint(payload), {**checkpoint_thresholds(payload), **decode_options}
+    """Every audio file in ``folder`` (recursively) that has a ``.mid`` with the same stem beside it, transcribed
+    by ``model.transcribe.transcribe`` (what users get: the same streaming, network and decoding), with the
+    checkpoint's thresholds unless ``decode_options`` (onset_threshold, frame_threshold, min_note_ms) say otherwise.
+
+    A pair that cannot be read (audio that does not decode, a broken reference) is left out of the scores and
+    listed under "failed" with its reason; the others are still scored. Raises when no pair can be scored.
+    """
+    load_model(checkpoint)  # a bad checkpoint is reported before any file is read
     folder = Path(folder)
-    rows = []
+    rows, failed = [], []
     for audio_path, midi_path in folder_pairs(folder):
-        audio = load_audio(audio_path)
-        reference = read_midi(midi_path).pitched_notes
-        estimated = _transcribe_features(model, spectrogram(audio), **decode_options)
-        rows.append((str(audio_path.relative_to(folder)), folder_group(audio_path, folder),
-                     score_notes(reference, estimated)))
-    return report(rows)
+        name = str(audio_path.relative_to(folder))
+        try:
+            reference = read_midi(midi_path).pitched_notes
+            estimated = transcribe(audio_path, checkpoint=checkpoint, **decode_options).notes
+        except Mp3MidiError as exc:
+            failed.append({"item": name, "error": str(exc)})
+            continue
+        rows.append((name, folder_group(audio_path, folder), score_notes(reference, estimated)))
+    if not rows:
+        raise Mp3MidiError(f"no file in {str(folder)!r} could be scored; first failure: {failed[0]['error']}")
+    return {**report(rows), "failed": failed}
 
 
 def folder_pairs(folder: Path) -> list[tuple[Path, Path]]:
@@ -96,4 +105,6 @@ def format_report(report: dict) -> str:
     for name, scores in [*report["groups"].items(), ("overall", overall)]:
         lines.append(f"{name:<22}{scores['items']:>6}{scores['onset_f1']:>10.3f}{scores['offset_f1']:>11.3f}"
                      f"{scores['frame_f1']:>10.3f}{scores['velocity_f1']:>9.3f}")
+    for failure in report.get("failed", []):
+        lines.append(f"not scored: {failure['item']}: {failure['error']}")
     return "\n".join(lines)

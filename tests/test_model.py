@@ -229,6 +229,14 @@ def test_export_then_evaluate_a_folder(tiny, tmp_path):
     assert len(pairs) == 12 and all(p.with_suffix(".mid").is_file() for p in pairs)
     report = evaluate_folder(checkpoint, tmp_path / "eval")
     assert len(report["items"]) == 12 and sum(g["items"] for g in report["groups"].values()) == 12
+    assert report["failed"] == []
+    broken = tmp_path / "eval" / "broken.mp3"  # one file that does not decode fails alone; the rest are scored
+    broken.write_text("not audio\n" * 50)
+    broken.with_suffix(".mid").write_bytes(pairs[0].with_suffix(".mid").read_bytes())
+    again = evaluate_folder(checkpoint, tmp_path / "eval")
+    assert len(again["items"]) == 12 and again["overall"] == report["overall"]
+    assert [f["item"] for f in again["failed"]] == ["broken.mp3"]
+    assert "is not audio that can be decoded" in again["failed"][0]["error"]
     (tmp_path / "nothing").mkdir()
     with pytest.raises(Mp3MidiError, match="no audio file with a reference .mid"):
         evaluate_folder(checkpoint, tmp_path / "nothing")
