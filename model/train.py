@@ -20,6 +20,7 @@ import torch
 from pipeline.errors import Mp3MidiError
 
 from . import runs
+from .allocator import TRAINING_BLOCK_BYTES, keep_freed_memory
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import Augment, CropDataset, load_items, reference_notes
 from .decoding import decode
@@ -117,6 +118,7 @@ def train(options: TrainOptions) -> dict:
     latest = directory / "latest.pt"
     if options.threads:
         torch.set_num_threads(options.threads)
+    keep_freed_memory(TRAINING_BLOCK_BYTES)
     torch.manual_seed(options.seed)
 
     train_items = load_items(options.data_dir, options.datasets, "train")

@@ -60,9 +60,11 @@ class Transcription:
 
 @lru_cache(maxsize=4)
 def _model(path: str, modified: float):
+    from .allocator import INFERENCE_BLOCK_BYTES, keep_freed_memory
     from .checkpoints import checkpoint_thresholds, load_checkpoint, model_from_checkpoint
     from .inference import folded
 
+    keep_freed_memory(INFERENCE_BLOCK_BYTES)  # for the windows to come
     payload = load_checkpoint(path)
     return folded(model_from_checkpoint(payload)), checkpoint_thresholds(payload)
 

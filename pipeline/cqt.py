@@ -5,6 +5,10 @@ halved in rate (and the hop with it) for each octave below, so every octave uses
 filter is a Hann-windowed complex exponential ``Q`` periods long, scaled so that a sine of amplitude A at the
 bin's centre reads A. librosa rebuilds these filters on every call, which costs more than the transform itself on
 a 30-second clip; here they are cached, and each octave is one real FFT and one small matrix product.
+
+The products run on one BLAS thread. They are small, so a second thread gains nothing, and OpenBLAS's idle
+threads keep spinning for about a tenth of a second after each call: on a 2-core machine that took a core from
+the network that runs next (transcription 30 % slower) or from the next item's rendering in a dataset worker.
 """
 
 from __future__ import annotations
@@ -14,12 +18,18 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 import soxr
+from threadpoolctl import ThreadpoolController
 
 from .constants import BINS_PER_OCTAVE, FMIN_HZ, HOP_LENGTH, N_BINS, SAMPLE_RATE
 
 Q = 1.0 / (2.0 ** (1.0 / BINS_PER_OCTAVE) - 1.0)  # filter length in periods: one bin's bandwidth
 N_OCTAVES = -(-N_BINS // BINS_PER_OCTAVE)
 assert HOP_LENGTH % 2 ** (N_OCTAVES - 1) == 0, "the hop must halve once per octave below the top"
+
+
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
 
 
 def frame_count(n_samples: int) -> int:
@@ -54,14 +64,15 @@ def cqt_magnitude(audio: np.ndarray) -> np.ndarray:
     out = np.empty((n_frames, N_BINS), np.float32)
     signal = audio.astype(np.float32, copy=False)
     hop = HOP_LENGTH
-    for octave in range(N_OCTAVES):
-        if octave:
-            signal = soxr.resample(signal, 2, 1, quality="HQ").astype(np.float32, copy=False)
-            hop //= 2
-        kernel, n_fft = _octave_kernel(octave)
-        padded = np.pad(signal, (n_fft // 2, n_fft // 2 + hop))
-        frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[: hop * n_frames: hop]
-        response = scipy.fft.rfft(np.ascontiguousarray(frames), axis=1) @ kernel  # a copy FFTs faster than a view
-        top = N_BINS - octave * BINS_PER_OCTAVE
-        out[:, max(0, top - BINS_PER_OCTAVE):top] = np.abs(response)
+    with _blas().limit(limits=1, user_api="blas"):
+        for octave in range(N_OCTAVES):
+            if octave:
+                signal = soxr.resample(signal, 2, 1, quality="HQ").astype(np.float32, copy=False)
+                hop //= 2
+            kernel, n_fft = _octave_kernel(octave)
+            padded = np.pad(signal, (n_fft // 2, n_fft // 2 + hop))
+            frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[: hop * n_frames: hop]
+            response = scipy.fft.rfft(np.ascontiguousarray(frames), axis=1) @ kernel  # a copy FFTs faster
+            top = N_BINS - octave * BINS_PER_OCTAVE
+            out[:, max(0, top - BINS_PER_OCTAVE):top] = np.abs(response)
     return out

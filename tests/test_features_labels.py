@@ -83,3 +83,24 @@ def test_spectrogram_in_a_stream_equals_one_call(samples, chunk_frames, block_si
 def test_spectrogram_stream_refuses_bad_input(blocks, reason):
     with pytest.raises(Mp3MidiError, match=reason):
         list(spectrogram_stream(blocks))
+
+
+def test_the_transform_runs_on_one_blas_thread_and_gives_the_others_back(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from pipeline import cqt
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    seen, resample = [], cqt.soxr.resample
+
+    def watched(*args, **kwargs):  # runs between the octaves' matrix products
+        seen.append(blas_threads())
+        return resample(*args, **kwargs)
+
+    before = blas_threads()
+    monkeypatch.setattr(cqt.soxr, "resample", watched)
+    cqt.cqt_magnitude(np.random.default_rng(0).normal(size=SAMPLE_RATE).astype(np.float32))
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before

@@ -15,7 +15,8 @@ from model.data import Augment, CropDataset, load_items
 from pipeline.splits import split_of
 from model.evaluate import evaluate_dataset
 from model.inference import activations, folded
-from model.network import HEADS, SIZES, ModelConfig, Transcriber, config_for, losses
+from model.network import (HEADS, SIZES, ModelConfig, Transcriber, _conv_of_concatenation, _joint_conv, config_for,
+                           losses)
 from model.train import TrainOptions, train
 from pipeline.constants import N_BINS, N_KEYS
 from pipeline.errors import Mp3MidiError
@@ -102,6 +103,32 @@ def test_folded_batch_norms_compute_the_same_function(size):
         expected, got = model(features), fused(features)
     for name in HEADS:
         torch.testing.assert_close(got[name], expected[name], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("widths", "kernel", "bias"), [((24, 2), (3, 1), True), ((24, 2), (3, 1), False),
+                                                     ((3, 5, 1), (3, 3), True), ((8,), (1, 1), True)])
+def test_a_convolution_of_parts_is_that_of_their_concatenation(widths, kernel, bias):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(sum(widths), 6, kernel, padding=(kernel[0] // 2, kernel[1] // 2), bias=bias)
+    parts = tuple(torch.rand(2, width, 30, 11, requires_grad=True) for width in widths)
+    expected = conv(torch.cat(parts, dim=1))
+    expected.square().sum().backward()
+    expected_grads = [conv.weight.grad.clone(), *(part.grad.clone() for part in parts)]
+    conv.weight.grad = None
+    for part in parts:
+        part.grad = None
+    got = _conv_of_concatenation(conv, parts)
+    got.square().sum().backward()  # training goes through it too: the same gradients
+    torch.testing.assert_close(got, expected)
+    for got_grad, expected_grad in zip([conv.weight.grad, *(part.grad for part in parts)], expected_grads):
+        torch.testing.assert_close(got_grad, expected_grad)
+
+
+def test_a_joint_convolution_is_each_convolution_stacked():
+    torch.manual_seed(0)
+    convs = tuple(torch.nn.Conv2d(24, 1, 1) for _ in range(3))
+    x = torch.rand(2, 24, 20, N_KEYS)
+    torch.testing.assert_close(_joint_conv(x, convs), torch.cat([conv(x) for conv in convs], dim=1))
 
 
 def test_windowed_activations_equal_one_pass():
