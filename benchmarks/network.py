@@ -6,7 +6,7 @@ Run by hand with the project venv (figures go in docs/MODEL.md):
 A training step is forward, loss, backward and an AdamW step on a batch of 8 random crops of 320 frames (41 s of
 audio), as ``model.train`` runs it; inference is ``model.inference.activations`` of the folded network (what
 transcription runs) over 60 s of features, in its usual windows. Each with the allocator settings
-(``model.allocator``) the real thing uses. Inputs are random: the cost does not depend on
+(``pipeline.allocator``) the real thing uses. Inputs are random: the cost does not depend on
 what they hold. Every figure is the median of ``--repeats`` runs after one warm-up.
 """
 
@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.allocator import INFERENCE_BLOCK_BYTES, TRAINING_BLOCK_BYTES, keep_freed_memory  # noqa: E402
 from model.inference import activations, folded  # noqa: E402
 from model.network import HEADS, SIZES, Transcriber, config_for, losses, parameter_count  # noqa: E402
+from pipeline.allocator import TRAINING_BLOCK_BYTES, WORKING_BLOCK_BYTES, keep_freed_memory  # noqa: E402
 from pipeline.constants import FRAMES_PER_SECOND, N_BINS, N_KEYS  # noqa: E402
 
 BATCH, CROP_FRAMES = 8, 320
@@ -58,7 +58,7 @@ def training_step_s(size: str, repeats: int) -> float:
 
 
 def inference_s(size: str, repeats: int) -> float:
-    keep_freed_memory(INFERENCE_BLOCK_BYTES)  # as transcription sets it
+    keep_freed_memory(WORKING_BLOCK_BYTES)  # as transcription sets it
     model = folded(Transcriber(config_for(size)))
     features = np.random.default_rng(0).random((int(INFERENCE_SECONDS * FRAMES_PER_SECOND), N_BINS), np.float32)
     return median_seconds(lambda: activations(model, features), repeats)

@@ -111,10 +111,12 @@ def in_process(path: Path, repeats: int) -> dict[str, float]:
     from model.decoding import decode
     from model.inference import activations
     from model.transcribe import load_model, transcribe
+    from pipeline.allocator import keep_freed_memory
     from pipeline.audio import load_audio
     from pipeline.features import spectrogram
 
     torch.set_num_threads(THREADS)
+    keep_freed_memory()  # as transcribe() does
     model, thresholds = load_model()
     timings: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "transcribe")}
     for repeat in range(repeats + 1):  # the first run is a warm-up: CQT filters, oneDNN kernels

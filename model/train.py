@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.allocator import TRAINING_BLOCK_BYTES, keep_freed_memory
 from pipeline.errors import Mp3MidiError
 
 from . import runs
-from .allocator import TRAINING_BLOCK_BYTES, keep_freed_memory
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import Augment, CropDataset, load_items, reference_notes
 from .decoding import decode

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.audio import audio_blocks
 from pipeline.constants import SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
@@ -60,11 +61,9 @@ class Transcription:
 
 @lru_cache(maxsize=4)
 def _model(path: str, modified: float):
-    from .allocator import INFERENCE_BLOCK_BYTES, keep_freed_memory
     from .checkpoints import checkpoint_thresholds, load_checkpoint, model_from_checkpoint
     from .inference import folded
 
-    keep_freed_memory(INFERENCE_BLOCK_BYTES)  # for the windows to come
     payload = load_checkpoint(path)
     return folded(model_from_checkpoint(payload)), checkpoint_thresholds(payload)
 
@@ -98,6 +97,7 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
     if quantize not in (None, "none", *QUANTIZE_GRIDS):
         raise Mp3MidiError(f"quantize must be none or one of {', '.join(QUANTIZE_GRIDS)}; got {quantize!r}")
     fixed_tempo = None if tempo == "auto" else checked_tempo(tempo)
+    keep_freed_memory()  # the CQT's chunks and the network's windows reuse their buffers
     signal = _Signal()
     blocks = audio_blocks(audio) if not isinstance(audio, np.ndarray) else [np.asarray(audio, np.float32)]
     flux: list[np.ndarray] = []

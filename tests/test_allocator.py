@@ -1,4 +1,4 @@
-"""The allocator settings that keep the network's buffers between passes (model.allocator)."""
+"""The allocator settings that keep the network's buffers between passes (pipeline.allocator)."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model.allocator import INFERENCE_BLOCK_BYTES, keep_freed_memory
+from pipeline.allocator import WORKING_BLOCK_BYTES, keep_freed_memory
 from pipeline.errors import Mp3MidiError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = """
 import resource, sys
 import numpy as np
-from model.allocator import INFERENCE_BLOCK_BYTES, keep_freed_memory
+from pipeline.allocator import WORKING_BLOCK_BYTES, keep_freed_memory
 if sys.argv[1] == "keep":
-    assert keep_freed_memory(INFERENCE_BLOCK_BYTES)
+    assert keep_freed_memory(WORKING_BLOCK_BYTES)
 faults = []
 for _ in range(2):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -51,4 +51,4 @@ def test_block_sizes_out_of_range_are_refused(block_bytes):
 
 
 def test_settings_can_be_applied_again():
-    assert keep_freed_memory(INFERENCE_BLOCK_BYTES) == keep_freed_memory(INFERENCE_BLOCK_BYTES)
+    assert keep_freed_memory(WORKING_BLOCK_BYTES) == keep_freed_memory(WORKING_BLOCK_BYTES)

@@ -7,7 +7,7 @@ import pytest
 from pipeline.constants import SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
 from pipeline.notes import Note, Part
-from pipeline.render import Effects, check_soundfont, default_soundfont, render
+from pipeline.render import Effects, _finish, check_soundfont, default_soundfont, render
 from tests.conftest import melody
 
 PIANO = Part(0, False, melody(6))
@@ -51,6 +51,28 @@ def test_any_named_soundfont_file_works(tmp_path: Path):
 def test_silence_is_rejected():
     with pytest.raises(Mp3MidiError, match="silent render"):
         render([Part(0, False, (Note(1.5, 1.9, 60, 100),))], 1.0, soundfont=default_soundfont())
+
+
+def _tone(amplitude: float, seconds: float = 0.5) -> np.ndarray:
+    """[samples, 2] float32 as FluidSynth writes it: a 440 Hz tone of the given peak in both channels."""
+    tone = amplitude * np.sin(2 * np.pi * 440 * np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE)
+    return np.repeat(tone[:, None], 2, axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize(("stereo", "reason"), [
+    (np.zeros((SAMPLE_RATE, 2), np.float32), r"silent render \(peak -180 dBFS\)"),
+    (_tone(1e-4), r"silent render \(peak -80 dBFS\)"),
+    (_tone(3.0), r"clipped render \(\d+\.\d\d% of samples at full scale\)"),
+])
+def test_silent_and_clipped_synthesizer_output_is_rejected(stereo, reason):
+    with pytest.raises(Mp3MidiError, match=reason):
+        _finish(stereo, Effects(), None)
+
+
+@pytest.mark.parametrize("stereo", [_tone(0.2), _tone(0.99), np.vstack([_tone(0.5), _tone(1.2, seconds=0.0001)])])
+def test_output_below_full_scale_or_barely_over_it_is_kept(stereo):
+    mono = _finish(stereo, Effects(peak_db=-6.0), None)
+    assert mono.shape == (len(stereo),) and peak_db(mono) == pytest.approx(-6.0, abs=0.01)
 
 
 @pytest.mark.parametrize(("content", "reason"), [(None, "does not exist"), (b"not a soundfont at all", "not an SF2/SF3"),
