@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from pipeline.jobcontrol import job_progress
 from tests.apptest import open_page
-from tests.test_jobcontrol import many_pieces, wait_for
+from tests.test_jobcontrol import LONG_JOB_PIECES, many_pieces, wait_for
 
 def generate_page(data: Path, monkeypatch) -> AppTest:
     return open_page(data, monkeypatch, "app_pages/generate.py")
@@ -44,7 +44,7 @@ def test_a_bad_name_is_refused_on_the_page_and_nothing_starts(tmp_path: Path, mo
 
 
 def test_start_watch_cancel_and_resume_from_the_page(tmp_path: Path, monkeypatch):
-    data, source = tmp_path / "data", many_pieces(tmp_path / "midi", 20)
+    data, source = tmp_path / "data", many_pieces(tmp_path / "midi", LONG_JOB_PIECES)
     app = generate_page(data, monkeypatch)
     fill_form(app, name="from-page", folder=source, clip_s=3.0)
     app.button[0].click().run()
@@ -57,11 +57,11 @@ def test_start_watch_cancel_and_resume_from_the_page(tmp_path: Path, monkeypatch
     cancel.click().run()
     wait_for(lambda: job_progress(data, "from-page").status == "cancelled")
     app.run()
-    assert app.subheader[0].value.endswith("cancelled") and int(metrics(app)["Done"].split(" / ")[0]) < 20
+    assert app.subheader[0].value.endswith("cancelled") and int(metrics(app)["Done"].split(" / ")[0]) < LONG_JOB_PIECES
 
     resume = next(button for button in app.button if button.label == "Resume")
     resume.click().run()
     wait_for(lambda: job_progress(data, "from-page").status == "done")
     app.run()
-    assert app.subheader[0].value.endswith("done") and metrics(app)["Done"] == "20 / 20"
-    assert "from-page: 20 done" in app.code[0].value
+    assert app.subheader[0].value.endswith("done") and metrics(app)["Done"] == f"{LONG_JOB_PIECES} / {LONG_JOB_PIECES}"
+    assert f"from-page: {LONG_JOB_PIECES} done" in app.code[0].value

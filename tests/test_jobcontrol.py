@@ -25,9 +25,15 @@ def wait_for(condition, *, timeout_s: float = 120.0, every_s: float = 0.2):
     raise AssertionError("condition not met in time")
 
 
+# Pieces in a job that a test cancels midway: enough that it is still running a few seconds after its first items
+# (one worker makes about five 3-second items a second), and few enough that resuming it takes seconds.
+LONG_JOB_PIECES = 80
+
+
 def many_pieces(root: Path, count: int) -> Path:
     for index in range(count):
-        write_piece(root / f"piece-{index:02d}.mid", program=(index * 8) % 96, start_pitch=40 + index, n_notes=10)
+        write_piece(root / f"piece-{index:02d}.mid", program=(index * 8) % 96, start_pitch=40 + index % 40,
+                    n_notes=10)
     return root
 
 
@@ -68,7 +74,7 @@ def test_a_launched_job_reports_progress_and_finishes(good_folder: Path, tmp_pat
 
 
 def test_cancel_keeps_what_was_made_and_a_restart_resumes(tmp_path: Path):
-    source, data = many_pieces(tmp_path / "midi", 24), tmp_path / "data"
+    source, data = many_pieces(tmp_path / "midi", LONG_JOB_PIECES), tmp_path / "data"
     options = GenerateOptions(name="long", source=str(source), data_dir=str(data), workers=1, clip_seconds=3.0)
     launched = start_generation(options)
     wait_for(lambda: (p := job_progress(data, "long")) and p.status == "running" and p.done >= 2)
@@ -77,11 +83,11 @@ def test_cancel_keeps_what_was_made_and_a_restart_resumes(tmp_path: Path):
     assert cancel_generation(data, "long")
     stopped = wait_for(lambda: (p := job_progress(data, "long")) and p.status == "cancelled" and p)
     wait_for(lambda: not is_alive(launched.pid))
-    assert 2 <= stopped.done < 24 and not cancel_generation(data, "long")
+    assert 2 <= stopped.done < LONG_JOB_PIECES and not cancel_generation(data, "long")
 
     start_generation(options)
     finished = wait_for(lambda: (p := job_progress(data, "long")) and p.status == "done" and p)
-    assert (finished.done, finished.total) == (24, 24)
+    assert finished.done == finished.total == LONG_JOB_PIECES
     assert finished.items_per_s > 0
 
 
@@ -90,7 +96,7 @@ def test_a_job_whose_process_died_reads_interrupted(good_folder: Path, tmp_path:
     import signal
 
     data = tmp_path / "data"
-    many_pieces(good_folder / "more", 20)
+    many_pieces(good_folder / "more", LONG_JOB_PIECES)
     launched = start_generation(GenerateOptions(name="killed", source=str(good_folder), data_dir=str(data),
                                                 workers=1, clip_seconds=3.0))
     wait_for(lambda: (p := job_progress(data, "killed")) and p.status == "running")

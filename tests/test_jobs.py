@@ -127,7 +127,7 @@ def _fingerprint(data: Path) -> tuple:
     return items, notes, polyphony, files
 
 
-PIECES = 48
+PIECES = 80  # enough that the job is still running when its first items are in the catalog
 
 
 def _cli(data: Path, folder: Path) -> list[str]:
