@@ -45,7 +45,8 @@ def _octave_kernel(octave: int) -> tuple[np.ndarray, int]:
     bins = np.arange(max(0, top - BINS_PER_OCTAVE), top)
     freqs = FMIN_HZ * 2.0 ** (bins / BINS_PER_OCTAVE)
     lengths = np.ceil(Q * rate / freqs).astype(int)
-    n_fft = int(2 ** np.ceil(np.log2(lengths.max())))
+    # The shortest FFT that holds the longest filter (379 samples: 384, where the next power of two is 512)
+    n_fft = scipy.fft.next_fast_len(int(lengths.max()), real=True)
     filters = np.zeros((len(bins), n_fft), np.complex128)
     for row, (freq, length) in enumerate(zip(freqs, lengths)):
         time = np.arange(length) - (length - 1) / 2

@@ -104,3 +104,16 @@ def test_the_transform_runs_on_one_blas_thread_and_gives_the_others_back(monkeyp
     cqt.cqt_magnitude(np.random.default_rng(0).normal(size=SAMPLE_RATE).astype(np.float32))
     assert seen and all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("pitch", [22, 40, 57, 69, 81, 93, 105])  # one key in each octave of the transform
+def test_a_sine_at_a_bins_centre_reads_its_amplitude(pitch):
+    from pipeline.constants import BINS_PER_SEMITONE, LOWEST_PITCH
+    from pipeline.cqt import cqt_magnitude
+
+    seconds = 4.0
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    magnitudes = cqt_magnitude((0.5 * np.sin(2 * np.pi * pitch_to_hz(pitch) * t)).astype(np.float32))
+    centre_bin = (pitch - LOWEST_PITCH) * BINS_PER_SEMITONE + BINS_PER_SEMITONE // 2
+    middle = magnitudes[len(magnitudes) // 4: 3 * len(magnitudes) // 4]  # away from the edges
+    np.testing.assert_allclose(middle[:, centre_bin], 0.5, rtol=0.005)
