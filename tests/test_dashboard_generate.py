@@ -62,6 +62,7 @@ def test_start_watch_cancel_and_resume_from_the_page(tmp_path: Path, monkeypatch
     resume = next(button for button in app.button if button.label == "Resume")
     resume.click().run()
     wait_for(lambda: job_progress(data, "from-page").status == "done")
+    wait_for(lambda: f"from-page: {LONG_JOB_PIECES} done" in job_progress(data, "from-page").log)  # after the status
     app.run()
     assert app.subheader[0].value.endswith("done") and metrics(app)["Done"] == f"{LONG_JOB_PIECES} / {LONG_JOB_PIECES}"
     assert f"from-page: {LONG_JOB_PIECES} done" in app.code[0].value

@@ -69,7 +69,8 @@ def test_a_launched_job_reports_progress_and_finishes(good_folder: Path, tmp_pat
     assert (progress.done, progress.failed, progress.total) == (3, 0, 3)
     assert progress.fraction == 1.0 and progress.audio_s > 0 and progress.eta_s is None
     assert 0 < progress.making_s <= progress.elapsed_s and progress.speed > 0
-    assert "little: 3 done, 0 failed of 3 items" in progress.log
+    # The job prints its summary after it marks itself done in the catalog: the log has it a moment later.
+    assert wait_for(lambda: "little: 3 done, 0 failed of 3 items" in job_progress(data, "little").log, timeout_s=30)
     wait_for(lambda: not is_alive(launched.pid))
 
 
