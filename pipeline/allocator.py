@@ -11,7 +11,6 @@ that memory for reuse. Other C libraries, without ``mallopt``, are left as they 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from functools import lru_cache
 
 from .errors import Mp3MidiError
@@ -42,9 +41,9 @@ def keep_freed_memory(block_bytes: int = WORKING_BLOCK_BYTES) -> bool:
 
 @lru_cache(maxsize=1)
 def _mallopt():
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):
+    try:  # the C library the process already runs on (no search for it: that runs ldconfig in a subprocess)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
         return None
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return mallopt
