@@ -172,5 +172,5 @@ def _ffmpeg_blocks(path: Path) -> Iterator[np.ndarray]:
         if returncode != 0 or not produced:
             errors.seek(0)
             reason = errors.read().decode(errors="replace").strip().splitlines()
-            detail = reason[-1] if reason else "no audio stream"
+            detail = reason[-1].replace(f"{path}: ", "") if reason else "no audio stream"  # the path leads already
             raise Mp3MidiError(f"{str(path)!r} is not audio that can be decoded ({detail})")

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import item as item_module
 from .background import is_alive
 from .catalog import connect, validate_name
 from .errors import Mp3MidiError
 from .instruments import parse_families
-from .item import ItemResult, ItemSpec, item_seed
-from .pool import run_tolerant
+from .item import ItemResult, ItemSpec, item_seed, make_item
+from .pool import run_tolerant, start_server
 from .recording import ResultWriter
 from .render import check_soundfont, default_soundfont
 from .sources import BUILTIN, builtin_refs, convert_many, scan_folder
@@ -84,6 +83,8 @@ def generate(options: GenerateOptions) -> JobSummary:
     """
     started = time.perf_counter()
     config = check_options(options)
+    if not options.cluster:
+        start_server([make_item.__module__])  # the workers' imports overlap the planning below
     name = options.name
     data_dir = Path(options.data_dir).resolve()
     items_dir = dataset_dir(data_dir, name) / "items"
@@ -176,11 +177,6 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _make_item_task(spec: ItemSpec) -> ItemResult:
-    """The task workers run; looks ``make_item`` up at call time so tests can substitute it."""
-    return item_module.make_item(spec)
-
-
 def _failed(spec: ItemSpec, reason: str) -> ItemResult:
     return ItemResult(item_id=spec.item_id, status="failed", error=reason)
 
@@ -189,8 +185,8 @@ def _results(specs: list[ItemSpec], options: GenerateOptions):
     if options.cluster:
         from .cluster import run_on_cluster
 
-        return run_on_cluster(_make_item_task, specs, address=options.cluster, on_failure=_failed)
-    return run_tolerant(_make_item_task, specs, workers=options.workers, on_failure=_failed)
+        return run_on_cluster(make_item, specs, address=options.cluster, on_failure=_failed)
+    return run_tolerant(make_item, specs, workers=options.workers, on_failure=_failed)
 
 
 def check_options(options: GenerateOptions) -> dict:

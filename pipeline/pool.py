@@ -7,16 +7,28 @@ fresh pool, so the task that really crashes is identified and failed, and the in
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver
 from typing import Callable, Iterable, Iterator, TypeVar
 
 # Workers start from a clean server process, never forked from a parent that holds threads or open databases.
 _CONTEXT = multiprocessing.get_context("forkserver")
 Task = TypeVar("Task")
 Result = TypeVar("Result")
+
+
+def start_server(preload: Iterable[str]) -> None:
+    """Start the server that workers are forked from, importing the ``preload`` modules, ahead of the first pool.
+
+    The server imports them once (not each worker), and while it does, the caller can go on (plan the job).
+    A server already running keeps what it has.
+    """
+    _CONTEXT.set_forkserver_preload(list(preload))
+    forkserver.ensure_running()
 
 
 def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, workers: int,
@@ -26,7 +38,8 @@ def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, worke
     queue: deque[Task] = deque(tasks)
     suspects: deque[Task] = deque()
     while queue or suspects:
-        pool = ProcessPoolExecutor(max_workers=1 if suspects else workers, mp_context=_CONTEXT)
+        pool = ProcessPoolExecutor(max_workers=1 if suspects else workers, mp_context=_CONTEXT,
+                                   initializer=gc.freeze)  # the cyclic collector skips what imports made
         try:
             if suspects:
                 yield from _run_alone(pool, call, suspects.popleft(), on_failure)

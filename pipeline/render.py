@@ -65,10 +65,10 @@ def check_soundfont(path: str) -> str:
 
 
 def default_soundfont() -> str:
-    """The General MIDI soundfont shipped inside pretty_midi (TimGM6mb.sf2)."""
-    import pretty_midi
+    """The General MIDI soundfont shipped inside pretty_midi (TimGM6mb.sf2), found without importing it (slow)."""
+    from importlib.util import find_spec
 
-    return str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
+    return str(Path(find_spec("pretty_midi").origin).parent / "TimGM6mb.sf2")
 
 
 def render(parts: list[Part], duration_s: float, *, soundfont: str, effects: Effects = Effects(),
