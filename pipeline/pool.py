@@ -15,7 +15,8 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from typing import Callable, Iterable, Iterator, TypeVar
 
-# Workers start from a clean server process, never forked from a parent that holds threads or open databases.
+# Workers fork from a server process that holds no job state and no open database, only imported modules
+# (start_server); OpenBLAS, the one library there with threads, re-creates them in each child after a fork.
 _CONTEXT = multiprocessing.get_context("forkserver")
 Task = TypeVar("Task")
 Result = TypeVar("Result")
