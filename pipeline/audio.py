@@ -133,6 +133,8 @@ def _sndfile_blocks(path: Path) -> Iterator[np.ndarray]:
 def _mono(block: np.ndarray) -> np.ndarray:
     """[samples, channels] -> [samples]: the channels' mean, bit for bit ``block.mean(axis=1)``, which is slow over
     a short axis (more time than decoding the MP3 itself for stereo)."""
+    if block.shape[1] == 1:
+        return block[:, 0]
     if block.shape[1] == 2:
         return (block[:, 0] + block[:, 1]) / 2
     return block.mean(axis=1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.audio import audio_blocks, encode_mp3, ffmpeg_exe, load_audio
+from pipeline.audio import _mono, audio_blocks, encode_mp3, ffmpeg_exe, load_audio
 from pipeline.constants import SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
 from pipeline.features import spectrogram
@@ -103,3 +103,11 @@ def test_truncated_mp3_decodes_what_is_there_or_says_why(tmp_path: Path, clicks)
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     decoded = load_audio(cut)
     assert 0.3 * clicks[0].size < decoded.size < 0.7 * clicks[0].size
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_the_mono_mix_is_the_channels_mean_bit_for_bit(channels):
+    block = np.random.default_rng(channels).normal(0.0, 0.3, (10_001, channels)).astype(np.float32)
+    mixed = _mono(block)
+    assert mixed.shape == (10_001,) and mixed.dtype == np.float32
+    assert np.array_equal(mixed, block.mean(axis=1))
