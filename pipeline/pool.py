@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
+import select
+import threading
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -40,7 +43,7 @@ def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, worke
     suspects: deque[Task] = deque()
     while queue or suspects:
         pool = ProcessPoolExecutor(max_workers=1 if suspects else workers, mp_context=_CONTEXT,
-                                   initializer=gc.freeze)  # the cyclic collector skips what imports made
+                                   initializer=_start_worker, initargs=(os.getpid(),))
         try:
             if suspects:
                 yield from _run_alone(pool, call, suspects.popleft(), on_failure)
@@ -48,6 +51,25 @@ def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, worke
                 yield from _run_batch(pool, call, queue, suspects, workers, on_failure)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_worker(coordinator: int) -> None:
+    """A worker's first act. The cyclic collector stops walking what the imports made (``gc.freeze``), and the
+    worker exits with the process that hands it tasks: after a kill -9 there, workers would otherwise wait for
+    tasks forever, each holding its buffers. (Linux: a pidfd becomes readable when its process ends.)"""
+    gc.freeze()
+    try:
+        handle = os.pidfd_open(coordinator)
+    except ProcessLookupError:  # gone already
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfds on this system: nothing to wait on
+        return
+    threading.Thread(target=_exit_when_readable, args=(handle,), daemon=True, name="coordinator-watch").start()
+
+
+def _exit_when_readable(handle: int) -> None:
+    select.select([handle], [], [])
+    os._exit(1)
 
 
 def _run_alone(pool, call, task, on_failure):

@@ -13,3 +13,26 @@ def square_or_die(task: int) -> int:
 
 def failed(task: int, reason: str) -> str:
     return f"{task} failed: {reason}"
+
+
+def report_pid_then_wait(folder: str) -> None:
+    """Leave this worker's pid in ``folder``, then take a long time, as a big item would."""
+    import time
+    from pathlib import Path
+
+    (Path(folder) / f"{os.getpid()}.pid").touch()
+    time.sleep(60)
+
+
+def run_pool_forever(folder: str) -> None:
+    """A coordinator: two workers on tasks that never finish in a test's time."""
+    from pipeline.pool import run_tolerant
+
+    for _ in run_tolerant(report_pid_then_wait, [folder] * 4, workers=2, on_failure=failed):
+        pass
+
+
+if __name__ == "__main__":
+    import sys
+
+    run_pool_forever(sys.argv[1])

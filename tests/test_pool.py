@@ -1,7 +1,16 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from pipeline.pool import run_tolerant
 from tests.tasks import failed, square_or_die
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -11,3 +20,29 @@ def test_a_crash_or_exception_fails_only_its_own_task(workers):
     assert "13 failed: the worker process crashed while making this item" in results
     assert "7 failed: unexpected ValueError: seven is unlucky" in results
     assert sorted(r for r in results if isinstance(r, int)) == [i * i for i in range(20) if i not in (7, 13)]
+
+
+def test_workers_exit_when_their_coordinator_is_killed(tmp_path):
+    coordinator = subprocess.Popen([sys.executable, "-m", "tests.tasks", str(tmp_path)], cwd=REPO)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(path.stem) for path in tmp_path.glob("*.pid")]
+    assert len(workers) == 2, "the workers never started"
+    coordinator.kill()  # SIGKILL: no clean-up runs in the coordinator
+    coordinator.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:  # leave nothing behind, even when the check fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, "workers outlived their coordinator"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
