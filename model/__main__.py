@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--resume", action="store_true")
     train.add_argument("--eval-every", type=int, default=250)
+    train.add_argument("--bin-shift", type=int, choices=(0, 1, 2), default=0,
+                       help="shift features by up to this many CQT bins (33 cents each), labels unchanged (default off)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--data-dir", default="data")
 
@@ -74,7 +76,7 @@ def _train(args) -> int:
     metrics = train(TrainOptions(
         datasets=args.dataset, run=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         size=args.size, seed=args.seed, device=args.device, resume=args.resume, data_dir=args.data_dir,
-        eval_every=args.eval_every, threads=args.threads, progress=sys.stderr.isatty()))
+        eval_every=args.eval_every, bin_shift=args.bin_shift, threads=args.threads, progress=sys.stderr.isatty()))
     print(json.dumps({key: round(value, 4) for key, value in metrics.items()}))
     return 0
 

@@ -3,7 +3,8 @@
 Splits group by the source piece's content hash, so no piece is in two of train/validation/test, and a piece keeps
 its split when a dataset grows or is regenerated with other instruments. Augmentation works on the log-CQT
 features: gain is a shift, EQ a smooth tilt, noise a raised floor, and pitch shift a roll by three bins per
-semitone with the labels rolled by one key.
+semitone with the labels rolled by one key. A bin shift (off unless asked for) rolls the features by one or two
+CQT bins (33 or 67 cents) and leaves the labels alone: a key played a little sharp or flat is still that key.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ class Augment:
     tilt_db: float = 6.0  # +- spectral tilt between the lowest and highest bin (a simple EQ)
     noise_floor: float = 0.15  # raise the floor up to this (features are 0 at -80 dB)
     pitch_shift: int = 3  # +- semitones
+    bin_shift: int = 0  # +- CQT bins (1/3 semitone each) with the labels unchanged; 0 = off
+
+    def __post_init__(self):
+        if not 0 <= self.bin_shift < BINS_PER_SEMITONE:
+            raise Mp3MidiError(f"bin shift must be 0 to {BINS_PER_SEMITONE - 1} bins (under a semitone);"
+                               f" got {self.bin_shift!r}")
 
     def apply(self, features: np.ndarray, rolls: dict[str, np.ndarray], rng: np.random.Generator):
         """features [frames, 264] float32, rolls [frames, 88]; returns augmented copies."""
@@ -107,7 +114,19 @@ class Augment:
         if shift:
             features = _roll(features, shift * BINS_PER_SEMITONE)
             rolls = {name: _roll(roll, shift) for name, roll in rolls.items()}
+        if self.bin_shift:
+            features = shift_bins(features, int(rng.integers(-self.bin_shift, self.bin_shift + 1)))
         return np.clip(features, 0.0, None), rolls
+
+
+def shift_bins(features: np.ndarray, bins: int) -> np.ndarray:
+    """features [frames, 264] moved ``bins`` CQT bins up (positive) or down, zeros shifted in at the edge.
+
+    The sound of every note moves by ``bins`` thirds of a semitone; the labels that go with it stay as they are.
+    """
+    if abs(bins) >= BINS_PER_SEMITONE:
+        raise Mp3MidiError(f"a bin shift moves less than a semitone ({BINS_PER_SEMITONE - 1} bins at most); got {bins}")
+    return _roll(features, bins) if bins else features
 
 
 def _roll(array: np.ndarray, shift: int) -> np.ndarray:

@@ -51,13 +51,17 @@ class TrainOptions:
     eval_every: int = 250
     eval_items: int = 24
     augment: bool = True
+    bin_shift: int = 0  # training-time shift of the features by up to this many CQT bins, labels unchanged
     progress: bool = False
     threads: int | None = None
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the run it continues."""
-        return {key: getattr(self, key) for key in ("datasets", "batch_size", "lr", "size", "seed", "crop_frames",
-                                                    "augment")}
+        identity = {key: getattr(self, key) for key in ("datasets", "batch_size", "lr", "size", "seed", "crop_frames",
+                                                        "augment")}
+        if self.bin_shift:  # named only when used, so runs from before the option still resume
+            identity["bin_shift"] = self.bin_shift
+        return identity
 
 
 def pick_device(requested: str) -> str:
@@ -89,6 +93,10 @@ def check_options(options: TrainOptions) -> str:
                         ("--eval-every", options.eval_every)):
         if value < 1:
             raise Mp3MidiError(f"{name} must be at least 1; got {value}")
+    if not 0 <= options.bin_shift <= 2:
+        raise Mp3MidiError(f"--bin-shift must be 0, 1 or 2 CQT bins; got {options.bin_shift}")
+    if options.bin_shift and not options.augment:
+        raise Mp3MidiError("--bin-shift is an augmentation; it needs augmentation on")
     if not options.lr > 0:
         raise Mp3MidiError(f"--lr must be positive; got {options.lr}")
     if not options.datasets:
@@ -126,7 +134,7 @@ def train(options: TrainOptions) -> dict:
     if not validation_items:  # tiny datasets: score on training items rather than not at all
         validation_items = train_items[: options.eval_items]
     crops = CropDataset(train_items, crop_frames=options.crop_frames, seed=options.seed,
-                        augment=Augment() if options.augment else None)
+                        augment=Augment(bin_shift=options.bin_shift) if options.augment else None)
     validation_crops = CropDataset(validation_items, crop_frames=options.crop_frames, augment=None, seed=10**6)
 
     model = Transcriber(config_for(options.size)).to(device).to(memory_format=torch.channels_last)
