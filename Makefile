@@ -30,10 +30,13 @@ system:
 	  fi; \
 	fi
 
-$(STAMP): requirements.txt
+# The pinned set first, then the project itself, editable and without dependencies: the `mp3-to-midi` command and
+# imports of pipeline/model/dashboard from any folder (pyproject.toml).
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -e . --no-deps
 	@touch $(STAMP)
 
 run: setup

@@ -42,15 +42,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from model.checkpoints import DEFAULT_CHECKPOINT
+from model.evaluate import evaluate_folder, folder_group, folder_pairs, format_report, report
+from model.metrics import score_notes
+from pipeline.errors import Mp3MidiError
+from pipeline.midi_io import read_midi
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from model.checkpoints import DEFAULT_CHECKPOINT  # noqa: E402
-from model.evaluate import evaluate_folder, folder_group, folder_pairs, format_report, report  # noqa: E402
-from model.metrics import score_notes  # noqa: E402
-from pipeline.errors import Mp3MidiError  # noqa: E402
-from pipeline.midi_io import read_midi  # noqa: E402
-
 VENV_DIR = Path(__file__).resolve().parent / ".venv-basic-pitch"
 VENV_PYTHON = VENV_DIR / "bin" / "python"
 BASIC_PITCH_VERSION = "0.4.0"

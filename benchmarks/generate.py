@@ -12,20 +12,17 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline import procedural  # noqa: E402
-from pipeline.instruments import DEFAULT_FAMILIES  # noqa: E402
-from pipeline.item import ItemSpec, make_item  # noqa: E402
-from pipeline.jobs import GenerateOptions, generate  # noqa: E402
-from pipeline.midi_io import write_midi  # noqa: E402
-from pipeline.render import default_soundfont  # noqa: E402
-from pipeline.sources import SourceRef  # noqa: E402
+from pipeline import procedural
+from pipeline.instruments import DEFAULT_FAMILIES
+from pipeline.item import ItemSpec, make_item
+from pipeline.jobs import GenerateOptions, generate
+from pipeline.midi_io import write_midi
+from pipeline.render import default_soundfont
+from pipeline.sources import SourceRef
 
 STAGES = ("load", "render", "encode", "decode", "features", "labels", "preview")
 

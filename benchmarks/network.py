@@ -21,12 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.inference import activations, folded  # noqa: E402
-from model.network import HEADS, SIZES, Transcriber, config_for, losses, parameter_count  # noqa: E402
-from pipeline.allocator import TRAINING_BLOCK_BYTES, WORKING_BLOCK_BYTES, keep_freed_memory  # noqa: E402
-from pipeline.constants import FRAMES_PER_SECOND, N_BINS, N_KEYS  # noqa: E402
+from model.inference import activations, folded
+from model.network import HEADS, SIZES, Transcriber, config_for, losses, parameter_count
+from pipeline.allocator import TRAINING_BLOCK_BYTES, WORKING_BLOCK_BYTES, keep_freed_memory
+from pipeline.constants import FRAMES_PER_SECOND, N_BINS, N_KEYS
 
 BATCH, CROP_FRAMES = 8, 320
 INFERENCE_SECONDS = 60

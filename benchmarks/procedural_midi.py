@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline import procedural  # noqa: E402
-from pipeline.midi_io import write_midi  # noqa: E402
+from pipeline import procedural
+from pipeline.midi_io import write_midi
 
 
 def main() -> None:

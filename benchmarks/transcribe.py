@@ -37,13 +37,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.compare_basic_pitch import THREAD_ENV_VARS, VENV_PYTHON, _ensure_venv
+from pipeline.constants import SAMPLE_RATE
+from pipeline.errors import Mp3MidiError
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.compare_basic_pitch import THREAD_ENV_VARS, VENV_PYTHON, _ensure_venv  # noqa: E402
-from pipeline.constants import SAMPLE_RATE  # noqa: E402
-from pipeline.errors import Mp3MidiError  # noqa: E402
-
 BENCH_DIR = ROOT / "data" / "bench"
 DEFAULT_LENGTHS_S = (30, 180, 300)
 LONG_S = 1800

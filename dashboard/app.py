@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
+from dashboard.settings import data_dir, shown_path
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from dashboard.settings import data_dir, shown_path  # noqa: E402
-
 st.set_page_config(page_title="Mp3-to-MIDI", page_icon=":material/piano:", layout="wide")
 PAGES = ROOT / "dashboard" / "app_pages"
 pages = [

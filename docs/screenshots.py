@@ -12,17 +12,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from dashboard.headless_browser import (VIEWPORT, chromium_path, full_page_screenshot, launch_chromium,  # noqa: E402
+from dashboard.headless_browser import (VIEWPORT, chromium_path, full_page_screenshot, launch_chromium,
                                         settle, upload_file)
-from dashboard.serve import streamlit_server  # noqa: E402
-from pipeline.audio import encode_mp3  # noqa: E402
-from pipeline.notes import Note, Part  # noqa: E402
-from pipeline.render import default_soundfont, render  # noqa: E402
+from dashboard.serve import streamlit_server
+from pipeline.audio import encode_mp3
+from pipeline.notes import Note, Part
+from pipeline.render import default_soundfont, render
 
+ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"home": "", "generate": "generate", "coverage": "coverage", "training": "training",
          "transcribe": "transcribe"}
 RESULT_TEXT = "Download .mid"  # on Transcribe once the notes are in

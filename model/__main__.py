@@ -1,4 +1,5 @@
-"""Command line for the network: ``python -m model train|evaluate ...``."""
+"""Command line for the network: ``python -m model train|evaluate|transcribe|calibrate ...``, installed as the
+``mp3-to-midi`` command too (the same parser)."""
 
 from __future__ import annotations
 
@@ -10,54 +11,81 @@ import sys
 from pipeline.errors import Mp3MidiError
 
 EXIT_USAGE = 2
+PROG = "python -m model"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model", description="Mp3-to-MIDI network")
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The one parser behind ``python -m model`` and the ``mp3-to-midi`` command: every option has a help text."""
+    parser = argparse.ArgumentParser(prog=prog, description="Mp3-to-MIDI: transcribe recordings to MIDI, and train, "
+                                     "calibrate and evaluate the network that does it.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a run (re-run or --resume to continue it)")
-    train.add_argument("--dataset", nargs="+", required=True, metavar="NAME")
-    train.add_argument("--run", required=True)
-    train.add_argument("--steps", type=int, default=2000)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--size", choices=("small", "base"), default="small")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    train.add_argument("--resume", action="store_true")
-    train.add_argument("--eval-every", type=int, default=250)
+    train = commands.add_parser("train", help="train a run (re-run or --resume to continue it)",
+                                description="Train a network on generated datasets; re-run to continue the run.")
+    train.add_argument("--dataset", nargs="+", required=True, metavar="NAME",
+                       help="one or more datasets made by `python -m pipeline generate` to train on")
+    train.add_argument("--run", required=True, help="the run's name: its checkpoints go to DATA_DIR/runs/RUN/")
+    train.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (default 2000)")
+    train.add_argument("--batch-size", type=int, default=8, help="clips per optimizer step (default 8)")
+    train.add_argument("--lr", type=float, default=2e-3,
+                       help="peak AdamW learning rate, reached after warm-up, then cosine decay (default 0.002)")
+    train.add_argument("--size", choices=("small", "base"), default="small",
+                       help="network size: small (the default model's) or base (wider, slower)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the weights' initialisation and the batches")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where to train: auto takes a CUDA GPU when there is one, else the CPU")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the run's latest.pt; fails when there is none (a plain re-run continues)")
+    train.add_argument("--eval-every", type=int, default=250,
+                       help="steps between validation scores; each writes latest.pt (best.pt when onset F1 improves)")
     train.add_argument("--bin-shift", type=int, choices=(0, 1, 2), default=0,
                        help="shift features by up to this many CQT bins (33 cents each), labels unchanged (default off)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    train.add_argument("--data-dir", default="data")
+    train.add_argument("--data-dir", default="data", help="folder holding the catalog, datasets and runs")
 
-    evaluate = commands.add_parser("evaluate", help="score a checkpoint with mir_eval")
-    evaluate.add_argument("--checkpoint", default=None, help="default: the committed default model")
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint with mir_eval",
+                                   description="Score a checkpoint: onset, note-with-offset and frame F1 (mir_eval).")
+    evaluate.add_argument("--checkpoint", default=None, help="the checkpoint to score (default: the committed "
+                          "default model)")
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", nargs="+", metavar="NAME")
+    source.add_argument("--dataset", nargs="+", metavar="NAME", help="generated datasets to score on (see --split)")
     source.add_argument("--folder", help="audio files with a reference .mid of the same name beside each")
-    evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test")
+    evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test",
+                          help="which split of the datasets to score (default: test)")
     evaluate.add_argument("--json", dest="json_out", metavar="OUT", help="write the full report here")
-    evaluate.add_argument("--data-dir", default="data")
+    evaluate.add_argument("--data-dir", default="data", help="folder holding the catalog and datasets")
 
-    transcribe = commands.add_parser("transcribe", help="audio files to MIDI")
-    transcribe.add_argument("inputs", nargs="+", metavar="INPUT")
+    transcribe = commands.add_parser("transcribe", help="audio files to MIDI",
+                                     description="Transcribe recordings (MP3, WAV, FLAC, OGG, M4A) to MIDI files.")
+    transcribe.add_argument("inputs", nargs="+", metavar="INPUT", help="one or more audio files")
     transcribe.add_argument("-o", "--output", required=True, help="a .mid file for one input, else a folder")
-    transcribe.add_argument("--checkpoint", default=None)
-    transcribe.add_argument("--onset-threshold", type=float, default=None, help="default: the checkpoint's")
-    transcribe.add_argument("--frame-threshold", type=float, default=None, help="default: the checkpoint's")
-    transcribe.add_argument("--min-note-ms", type=float, default=50.0)
-    transcribe.add_argument("--program", type=int, default=0)
-    transcribe.add_argument("--tempo", default="auto", help="'auto' or beats per minute")
-    transcribe.add_argument("--quantize", choices=("none", "1/8", "1/16", "1/32"), default="none")
+    transcribe.add_argument("--checkpoint", default=None, help="the model to use (default: the committed default)")
+    transcribe.add_argument("--onset-threshold", type=float, default=None,
+                            help="onset probability that starts a note; lower finds more (default: the checkpoint's)")
+    transcribe.add_argument("--frame-threshold", type=float, default=None,
+                            help="frame probability that keeps a note sounding (default: the checkpoint's)")
+    transcribe.add_argument("--min-note-ms", type=float, default=50.0,
+                            help="notes shorter than this many milliseconds are dropped (default 50)")
+    transcribe.add_argument("--program", type=int, default=0,
+                            help="General MIDI program (0-127) of the MIDI track (default 0, acoustic grand piano)")
+    transcribe.add_argument("--tempo", default="auto",
+                            help="'auto' (the tempo heard) or beats per minute, written into the MIDI file")
+    transcribe.add_argument("--quantize", choices=("none", "1/8", "1/16", "1/32"), default="none",
+                            help="snap note starts and ends to this grid of the tempo (default: none)")
     transcribe.add_argument("--csv", action="store_true", help="also write start_s,end_s,pitch,velocity per note")
 
-    calibrate = commands.add_parser("calibrate", help="choose a checkpoint's decoding thresholds on validation data")
-    calibrate.add_argument("--checkpoint", required=True)
-    calibrate.add_argument("--dataset", nargs="+", required=True, metavar="NAME")
-    calibrate.add_argument("--data-dir", default="data")
+    calibrate = commands.add_parser("calibrate", help="choose a checkpoint's decoding thresholds on validation data",
+                                    description="Choose the onset and frame thresholds that score best on the "
+                                    "datasets' validation split and store them in the checkpoint.")
+    calibrate.add_argument("--checkpoint", required=True, help="the checkpoint to calibrate (rewritten in place)")
+    calibrate.add_argument("--dataset", nargs="+", required=True, metavar="NAME",
+                           help="datasets whose validation split chooses the thresholds")
+    calibrate.add_argument("--data-dir", default="data", help="folder holding the catalog and datasets")
+    return parser
 
+
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         if args.command == "calibrate":
@@ -133,9 +161,17 @@ def _transcribe(args) -> int:
     return EXIT_USAGE if failed else 0
 
 
-if __name__ == "__main__":
-    code = main()
+def console() -> None:
+    """The ``mp3-to-midi`` command (installed by ``pip install -e .``): ``python -m model`` under its own name."""
+    _exit(main(prog="mp3-to-midi"))
+
+
+def _exit(code: int) -> None:
     # After torch's import the collector tracks some 180,000 objects, and the interpreter's exit runs full
     # collections over them (0.1 s each, 0.3-0.5 s in all) before freeing them anyway; frozen, they are skipped.
     gc.freeze()
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main())

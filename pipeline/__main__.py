@@ -13,7 +13,8 @@ from .instruments import FAMILIES
 EXIT_USAGE = 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """``python -m pipeline``'s parser: every option has a help text."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Mp3-to-MIDI dataset factory")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -27,25 +28,30 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--limit", type=int, default=None, help="at most this many pieces (builtin default: 100)")
     generate.add_argument("--clip-seconds", type=float, default=30.0, help="seconds rendered per piece; 0 for whole pieces")
     generate.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--seed", type=int, default=0,
+                          help="everything random (instruments, clips, effects) derives from it and each piece's hash")
     generate.add_argument("--mix-probability", type=float, default=0.25,
                           help="share of items rendered as multi-instrument mixes")
     generate.add_argument("--render-drums", action="store_true", help="render drum tracks into the audio (never labelled)")
     generate.add_argument("--bitrate", default="64k", help="MP3 bitrate (default 64k)")
     generate.add_argument("--cluster", metavar="ADDRESS", help="run items on a Dask scheduler, e.g. tcp://host:8786")
-    generate.add_argument("--data-dir", default="data")
+    generate.add_argument("--data-dir", default="data", help="folder for the catalog and the dataset's files")
 
     stats = commands.add_parser("stats", help="print a dataset's coverage summary from the catalog")
-    stats.add_argument("--name", required=True)
-    stats.add_argument("--data-dir", default="data")
+    stats.add_argument("--name", required=True, help="the dataset to summarise")
+    stats.add_argument("--data-dir", default="data", help="folder holding the catalog")
 
     export = commands.add_parser("export", help="copy a split's MP3s with reference .mid files into a folder")
-    export.add_argument("--name", required=True)
-    export.add_argument("--split", choices=("train", "validation", "test", "all"), default="test")
+    export.add_argument("--name", required=True, help="the dataset to export from")
+    export.add_argument("--split", choices=("train", "validation", "test", "all"), default="test",
+                        help="which split's items to copy (default: test)")
     export.add_argument("--out", required=True, help="folder to write FAMILY/ITEM.mp3 and .mid into")
-    export.add_argument("--data-dir", default="data")
+    export.add_argument("--data-dir", default="data", help="folder holding the catalog and datasets")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "generate":
             return _generate(args)

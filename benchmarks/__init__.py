@@ -1,0 +1,1 @@
+"""Speed and quality measurements; figures in docs/BENCHMARKS.md."""
