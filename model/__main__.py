@@ -29,8 +29,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=8, help="clips per optimizer step (default 8)")
     train.add_argument("--lr", type=float, default=2e-3,
                        help="peak AdamW learning rate, reached after warm-up, then cosine decay (default 0.002)")
-    train.add_argument("--size", choices=("small", "base"), default="small",
-                       help="network size: small (the default model's) or base (wider, slower)")
+    train.add_argument("--size", choices=("small", "base"), default=None,
+                       help="network size: small (the default model's) or base (wider, slower); default small, or "
+                            "the --init-from checkpoint's")
+    train.add_argument("--init-from", metavar="CHECKPOINT", default=None,
+                       help="start a new run from this checkpoint's weights ('default': the committed model); its "
+                            "network, features and thresholds come along, and the run's config records it")
+    train.add_argument("--eval-items", type=int, default=24,
+                       help="validation items scored at each evaluation: a seeded sample over all the datasets")
     train.add_argument("--seed", type=int, default=0, help="seed of the weights' initialisation and the batches")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="where to train: auto takes a CUDA GPU when there is one, else the CPU")
@@ -103,8 +109,9 @@ def _train(args) -> int:
 
     metrics = train(TrainOptions(
         datasets=args.dataset, run=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        size=args.size, seed=args.seed, device=args.device, resume=args.resume, data_dir=args.data_dir,
-        eval_every=args.eval_every, bin_shift=args.bin_shift, threads=args.threads, progress=sys.stderr.isatty()))
+        size=args.size or (None if args.init_from else "small"), seed=args.seed, device=args.device,
+        resume=args.resume, data_dir=args.data_dir, eval_every=args.eval_every, eval_items=args.eval_items,
+        bin_shift=args.bin_shift, threads=args.threads, init_from=args.init_from, progress=sys.stderr.isatty()))
     print(json.dumps({key: round(value, 4) for key, value in metrics.items()}))
     return 0
 

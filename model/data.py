@@ -20,7 +20,7 @@ from pipeline.constants import BINS_PER_SEMITONE, LOWEST_PITCH
 from pipeline.errors import Mp3MidiError
 from pipeline.features import FEATURE_SETTINGS, FLOOR_DB
 from pipeline.notes import Note
-from pipeline.splits import SPLITS, split_of  # noqa: F401 - split_of is re-exported for callers
+from pipeline.splits import SPLIT_PERCENT, SPLITS, pieces_for_split, split_of
 
 ROLLS = ("onset", "frame", "offset", "velocity")
 # Onset targets span two 16 ms frames (32 ms, as in Onsets and Frames): an onset falls between frame centres, and a
@@ -47,11 +47,28 @@ class Item:
         return self.features.shape[0] / FRAMES_PER_SECOND
 
 
-def load_items(data_dir: str | Path, datasets: list[str], split: str, *, limit: int | None = None) -> list[Item]:
-    """Done items of ``datasets`` in ``split``, features and labels loaded into memory."""
+def load_items(data_dir: str | Path, datasets: list[str], split: str, *, sample: int | None = None,
+               seed: int = 0) -> list[Item]:
+    """Done items of ``datasets`` in ``split``, features and labels loaded into memory.
+
+    ``sample``: at most this many items, a seeded random sample over every dataset named (not the first rows),
+    returned in catalog order; the same (datasets, seed) give the same sample.
+    """
+    rows = split_rows(data_dir, datasets, split)
+    if sample is not None and len(rows) > sample:
+        chosen = np.random.default_rng([seed, sample]).choice(len(rows), size=sample, replace=False)
+        rows = [rows[index] for index in sorted(chosen)]
+    data_dir = Path(data_dir)
+    return [_load(data_dir / "datasets" / dataset / "items" / features_path, item_id, dataset,
+                  tuple(families or ()), bool(is_mix))
+            for item_id, dataset, _, families, is_mix, features_path in rows]
+
+
+def split_rows(data_dir: str | Path, datasets: list[str], split: str) -> list[tuple]:
+    """(item_id, dataset, source_hash, families, is_mix, features_path) of the done items of ``datasets`` in
+    ``split``, in catalog order; reads no item file."""
     if split not in SPLITS:
         raise Mp3MidiError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    data_dir = Path(data_dir)
     with connect(data_dir, read_only=True) as connection:
         known = {row[0] for row in connection.execute("SELECT name FROM datasets").fetchall()}
         missing = [name for name in datasets if validate_name(name) not in known]
@@ -60,15 +77,22 @@ def load_items(data_dir: str | Path, datasets: list[str], split: str, *, limit: 
         rows = connection.execute(
             "SELECT item_id, dataset, source_hash, families, is_mix, features_path FROM items"
             " WHERE list_contains(?, dataset) AND status = 'done' ORDER BY dataset, ordinal", [datasets]).fetchall()
-    items = []
-    for item_id, dataset, content_hash, families, is_mix, features_path in rows:
-        if split_of(content_hash) != split:
-            continue
-        items.append(_load(data_dir / "datasets" / dataset / "items" / features_path, item_id, dataset,
-                           tuple(families or ()), bool(is_mix)))
-        if limit is not None and len(items) >= limit:
-            break
-    return items
+    return [row for row in rows if split_of(row[2]) == split]
+
+
+def check_validation_split(data_dir: str | Path, datasets: list[str]) -> int:
+    """The number of validation items of ``datasets``; refuses (never falls back on training items) when there are
+    none, saying how many pieces a dataset needs."""
+    validation = split_rows(data_dir, datasets, "validation")
+    if validation:
+        return len(validation)
+    pieces = len({row[2] for split in SPLITS for row in split_rows(data_dir, datasets, split)})
+    needed = pieces_for_split("validation")
+    raise Mp3MidiError(
+        f"the validation split of {', '.join(datasets)} holds no pieces ({pieces} pieces in all; a piece's split "
+        f"comes from its content, {SPLIT_PERCENT['validation'][1] - SPLIT_PERCENT['validation'][0]} % go to "
+        f"validation): scores are never measured on training items, so generate at least {needed} pieces "
+        "(then some land in validation all but surely) or add a dataset that has validation pieces")
 
 
 def _load(path: Path, item_id: str, dataset: str, families: tuple[str, ...], is_mix: bool) -> Item:

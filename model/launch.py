@@ -13,15 +13,19 @@ from pipeline.catalog import connect, validate_name
 from pipeline.errors import Mp3MidiError
 
 from .runs import list_runs
-from .train import TrainOptions, check_options
+from .train import TrainOptions, check_options, init_path
 
 
 def training_arguments(options: TrainOptions) -> list[str]:
     """The ``python -m model train`` arguments that reproduce ``options``."""
     arguments = ["train", "--dataset", *options.datasets, "--run", options.run, "--steps", str(options.steps),
-                 "--batch-size", str(options.batch_size), "--lr", repr(options.lr), "--size", options.size,
+                 "--batch-size", str(options.batch_size), "--lr", repr(options.lr),
                  "--seed", str(options.seed), "--device", options.device, "--eval-every", str(options.eval_every),
-                 "--data-dir", str(Path(options.data_dir).resolve())]
+                 "--eval-items", str(options.eval_items), "--data-dir", str(Path(options.data_dir).resolve())]
+    if options.size:
+        arguments += ["--size", options.size]
+    if options.init_from:
+        arguments += ["--init-from", str(init_path(options.init_from))]
     if options.threads:
         arguments += ["--threads", str(options.threads)]
     return arguments

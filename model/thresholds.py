@@ -46,17 +46,28 @@ def choose_thresholds(activations: list[dict[str, np.ndarray]], rolls: list[dict
 
 
 def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Path = "data") -> dict:
-    """Choose thresholds on the validation items of ``datasets`` and store them in the checkpoint file."""
+    """Choose thresholds on the validation items of ``datasets`` and store them in the checkpoint file, with the
+    scores of notes decoded at those thresholds on the same items (so what it shows is what it does)."""
     from .checkpoints import load_checkpoint, model_from_checkpoint, write_payload
-    from .data import load_items
+    from .data import load_items, reference_notes
+    from .decoding import decode
     from .inference import activations
+    from .metrics import mean_scores, score_notes
 
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload)
     items = load_items(data_dir, datasets, "validation")
     if not items:
         raise Mp3MidiError(f"the validation split of {', '.join(datasets)} holds no items")
-    thresholds = choose_thresholds([activations(model, item.features) for item in items], [item.rolls for item in items])
-    payload["metrics"] = {**payload.get("metrics", {}), **thresholds}
+    outputs = [activations(model, item.features) for item in items]
+    thresholds = choose_thresholds(outputs, [item.rolls for item in items])
+    scores = mean_scores([
+        score_notes(reference_notes(item), decode(out["onset"], out["frame"], offsets=out["offset"],
+                                                  velocities=out["velocity"], **thresholds), duration_s=item.duration_s)
+        for item, out in zip(items, outputs)])
+    measured = {"onset_f1": scores.onset_f1, "offset_f1": scores.offset_f1, "frame_f1": scores.frame_f1,
+                "velocity_f1": scores.velocity_f1}
+    payload["metrics"] = {**payload.get("metrics", {}), **thresholds, **measured,
+                          "calibrated_on": list(datasets), "calibration_items": len(items)}
     write_payload(checkpoint, payload)
-    return thresholds
+    return {**thresholds, **measured}

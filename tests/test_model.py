@@ -210,18 +210,6 @@ def test_checkpoint_with_other_features_is_refused(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
 
 
-def test_resume_continues_from_the_saved_step(tiny):
-    options = dict(datasets=["tiny"], run="resumable", batch_size=2, crop_frames=120, eval_every=5, eval_items=1,
-                   data_dir=str(tiny))
-    train(TrainOptions(steps=5, **options))
-    assert load_checkpoint(runs.run_dir(tiny, "resumable") / "latest.pt")["step"] == 5
-    train(TrainOptions(steps=10, resume=True, **options))
-    assert load_checkpoint(runs.run_dir(tiny, "resumable") / "latest.pt")["step"] == 10
-    assert list(runs.run_metrics(tiny, ["resumable"])["step"]) == [5, 10]
-    with pytest.raises(Mp3MidiError, match="exists with other settings"):
-        train(TrainOptions(steps=10, **{**options, "batch_size": 3}))
-
-
 @pytest.mark.parametrize(("datasets", "message"), [(["nope"], "no dataset named 'nope'"),
                                                    (["../x"], "not allowed")])
 def test_bad_datasets(tiny, datasets, message):
