@@ -7,10 +7,11 @@ MP3, WAV, FLAC and OGG decode in-process through libsndfile; anything else (M4A,
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import os
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,13 +114,13 @@ def _sndfile_blocks(path: Path) -> Iterator[np.ndarray]:
     channel count (30 minutes of 44.1 kHz stereo would be 635 MB as float32; at 16 kHz mono it is 115 MB)."""
     import soxr
 
-    with _quiet_stderr():  # libsndfile's MP3 decoder prints notes about damaged frames straight to stderr
+    with _quiet_stderr:  # libsndfile's MP3 decoder prints notes about damaged frames to stderr
         source = soundfile.SoundFile(str(path))
     with source:
         stream = None if source.samplerate == SAMPLE_RATE else soxr.ResampleStream(
             source.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         while True:
-            with _quiet_stderr():
+            with _quiet_stderr:
                 block = source.read(source.samplerate * _BLOCK_SECONDS, dtype="float32", always_2d=True)
             if not len(block):
                 break
@@ -140,17 +141,58 @@ def _mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1)
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Point file descriptor 2 at /dev/null for the duration (C libraries write there directly)."""
-    saved = os.dup(2)
+class _QuietLibraryStderr:
+    """Silence what C libraries print through the C library's ``stderr`` stream, for as long as any thread is
+    inside (a context manager; decodes in several threads at once share one silence).
+
+    libsndfile's MP3 decoder (mpg123) prints notes about damaged frames with ``fprintf(stderr, ...)``. Here the
+    process's ``stderr`` FILE pointer is pointed at /dev/null while a decode runs, instead of file descriptor 2:
+    Python's own writes (``sys.stderr``, logging, tracebacks) from any thread, and child processes started
+    meanwhile, still reach the real stderr; only C code writing through stdio's ``stderr`` in another thread at that
+    moment is silenced with it. The /dev/null stream is opened once and never closed, so a thread in the middle of
+    a write never sees it freed. Outside glibc (whose ``stderr`` is a plain variable) nothing is silenced.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved: int | None = None
+        self._pointer = self._null = None
+        self._looked_up = False
+
+    def __enter__(self):
+        with self._lock:
+            if not self._looked_up:  # on first use, not at import
+                self._pointer, self._null = _stdio_stderr()
+                self._looked_up = True
+            if self._inside == 0 and self._pointer is not None:
+                self._saved, self._pointer.value = self._pointer.value, self._null
+            self._inside += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0 and self._pointer is not None:
+                self._pointer.value = self._saved
+        return False
+
+
+def _stdio_stderr() -> tuple[ctypes.c_void_p | None, int | None]:
+    """(the C library's ``stderr`` FILE pointer as a writable ctypes variable, a FILE open on /dev/null)."""
+    if not hasattr(os, "confstr") or not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+        return None, None
     try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        libc = ctypes.CDLL(None)
+        pointer = ctypes.c_void_p.in_dll(libc, "stderr")
+        libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_char_p)
+    except (OSError, ValueError, AttributeError):
+        return None, None
+    null = libc.fopen(os.devnull.encode(), b"w")
+    return (pointer, null) if null and pointer.value else (None, None)
+
+
+_quiet_stderr = _QuietLibraryStderr()
 
 
 def _ffmpeg_blocks(path: Path) -> Iterator[np.ndarray]:
