@@ -79,6 +79,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     transcribe.add_argument("--quantize", choices=("none", "1/8", "1/16", "1/32"), default="none",
                             help="snap note starts and ends to this grid of the tempo (default: none)")
     transcribe.add_argument("--csv", action="store_true", help="also write start_s,end_s,pitch,velocity per note")
+    transcribe.add_argument("--pitch-bends", action="store_true",
+                            help="write each note's measured pitch contour (vibrato, bends) as pitch-wheel events, "
+                            "a channel per sounding note")
 
     calibrate = commands.add_parser("calibrate", help="choose a checkpoint's decoding thresholds on validation data",
                                     description="Choose the onset and frame thresholds that score best on the "
@@ -140,6 +143,7 @@ def _calibrate(args) -> int:
 def _transcribe(args) -> int:
     from pathlib import Path
 
+    from .pitch_bends import DeviationGatherer, midi_with_bends
     from .transcribe import transcribe
 
     output = Path(args.output)
@@ -148,16 +152,20 @@ def _transcribe(args) -> int:
     for name in args.inputs:
         source = Path(name)
         target = output / f"{source.stem}.mid" if to_folder else output
+        contours = DeviationGatherer() if args.pitch_bends else None
         try:
             result = transcribe(source, checkpoint=args.checkpoint, onset_threshold=args.onset_threshold,
                                 frame_threshold=args.frame_threshold, min_note_ms=args.min_note_ms,
-                                program=args.program, tempo=args.tempo, quantize=args.quantize)
+                                program=args.program, tempo=args.tempo, quantize=args.quantize, on_features=contours)
         except Mp3MidiError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        result.midi.write(str(target))
+        if contours is not None:
+            target.write_bytes(midi_with_bends(result.midi, result.notes, contours.result()))
+        else:
+            result.midi.write(str(target))
         if args.csv:
             rows = ["start_s,end_s,pitch,velocity"] + [f"{n.start_s:.4f},{n.end_s:.4f},{n.pitch},{n.velocity}"
                                                        for n in result.notes]
