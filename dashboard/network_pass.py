@@ -7,7 +7,7 @@ another file runs the network again. Only the latest pass is kept, so a session 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from model.checkpoints import checkpoint_thresholds, load_checkpoint
+from model.pitch_bends import DeviationGatherer
 from model.transcribe import DEFAULT_PROGRAM, Transcription, checked_tempo, transcribe
 from pipeline.errors import Mp3MidiError
+from pipeline.features import frame_count
 
 from .transcription_view import SpectrogramImage, display_spectrogram
 from .upload import content_hash, decode_upload
@@ -42,6 +44,7 @@ class NetworkPass:
     key: tuple[str, str]  # (content hash, checkpoint path)
     transcription: Transcription  # decoded with the checkpoint's thresholds; its activations are what sliders reuse
     image: SpectrogramImage
+    deviations: np.ndarray  # [frames, 88] float16 pitch of each key (model.pitch_bends), for notes' pitch bends
 
 
 def default_settings(checkpoint: str | Path) -> DecodeSettings:
@@ -59,21 +62,44 @@ def _thresholds(path: str, modified: float) -> dict:
     return checkpoint_thresholds(load_checkpoint(path))
 
 
-def run_network(name: str, data: bytes, *, checkpoint: str | Path) -> NetworkPass:
-    """Decode the upload, run the network once and keep its activations and a display spectrogram."""
+def run_network(name: str, data: bytes, *, checkpoint: str | Path,
+                on_progress: Callable[[float], None] | None = None) -> NetworkPass:
+    """Decode the upload, run the network once and keep its activations, a display spectrogram and each key's
+    pitch. ``on_progress`` hears the share of the recording done (0-1) as each chunk of features (60 s) is made."""
+    audio = decode_upload(name, data)
     pieces: list[np.ndarray] = []  # the features the network reads, kept to be drawn (not computed again)
-    transcription = transcribe(decode_upload(name, data), checkpoint=checkpoint, on_features=pieces.append)
+    progress = _Progress(frame_count(audio.size), on_progress)
+
+    def keep(piece: np.ndarray) -> None:
+        pieces.append(piece)
+        progress(piece)
+
+    deviations = DeviationGatherer(then=keep)
+    transcription = transcribe(audio, checkpoint=checkpoint, on_features=deviations)
     image = display_spectrogram(np.concatenate(pieces))
-    return NetworkPass((content_hash(data), str(checkpoint)), transcription, image)
+    return NetworkPass((content_hash(data), str(checkpoint)), transcription, image, deviations.result())
 
 
-def pass_for_upload(store: MutableMapping, name: str, data: bytes, *, checkpoint: str | Path) -> NetworkPass:
+class _Progress:
+    """Counts feature frames as they pass and reports the share of ``total`` done."""
+
+    def __init__(self, total: int, report: Callable[[float], None] | None):
+        self.total, self.done, self.report = max(1, total), 0, report
+
+    def __call__(self, piece: np.ndarray) -> None:
+        self.done += len(piece)
+        if self.report is not None:
+            self.report(min(1.0, self.done / self.total))
+
+
+def pass_for_upload(store: MutableMapping, name: str, data: bytes, *, checkpoint: str | Path,
+                    on_progress: Callable[[float], None] | None = None) -> NetworkPass:
     """The stored pass when it is for these bytes and this checkpoint; otherwise a new one, which replaces it."""
     stored = store.get(STORE_KEY)
     if stored is not None and stored.key == (content_hash(data), str(checkpoint)):
         return stored
     store.pop(STORE_KEY, None)  # free the old activations before computing new ones
-    store[STORE_KEY] = run_network(name, data, checkpoint=checkpoint)
+    store[STORE_KEY] = run_network(name, data, checkpoint=checkpoint, on_progress=on_progress)
     return store[STORE_KEY]
 
 

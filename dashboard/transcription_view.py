@@ -28,6 +28,9 @@ VIEW_MARGIN_KEYS = 7  # keys shown above and below the highest and lowest note w
 NOTE_OUTLINE = "#39d353"
 NOTE_FILL = "rgba(31, 119, 180, 0.75)"
 NOTE_EDGE = "#1f4e79"
+MISSED_COLOR = "#ff2d2d"  # reference notes the transcription lacks
+EXTRA_COLOR = "#ff9f1c"  # transcribed notes the reference lacks
+EXTRA_FILL = "rgba(255, 159, 28, 0.35)"
 
 
 def _rgb_scale(colors: list[str]) -> list[list]:
@@ -87,8 +90,14 @@ def note_outlines(notes: Sequence[Note]) -> tuple[list, list]:
     return xs, ys
 
 
-def transcription_figure(image: SpectrogramImage, notes: Sequence[Note], *, duration_s: float) -> go.Figure:
-    """Top: the spectrogram with each note outlined on its pitch row. Bottom: the notes as a piano roll."""
+def transcription_figure(image: SpectrogramImage, notes: Sequence[Note], *, duration_s: float,
+                         missed: Sequence[Note] | None = None, extra: Sequence[Note] | None = None) -> go.Figure:
+    """Top: the spectrogram with each note outlined on its pitch row. Bottom: the notes as a piano roll.
+
+    With a reference to compare against, ``missed`` (reference notes the transcription lacks) are drawn on the
+    spectrogram as dashed red outlines and ``extra`` (transcribed notes the reference lacks) filled in orange;
+    a legend names them.
+    """
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                            subplot_titles=("Spectrogram with the transcribed notes", "Piano roll"))
     figure.add_trace(go.Heatmap(
@@ -106,14 +115,28 @@ def transcription_figure(image: SpectrogramImage, notes: Sequence[Note], *, dura
         customdata=[(note_name(n.pitch), n.start_s, n.end_s, n.velocity) for n in notes],
         hovertemplate="%{customdata[0]} (%{y})<br>%{customdata[1]:.3f}-%{customdata[2]:.3f} s"
                       "<br>velocity %{customdata[3]}<extra></extra>"), row=2, col=1)
+    compared = missed is not None or extra is not None
+    if compared:
+        xs, ys = note_outlines(extra or [])
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", fill="toself", fillcolor=EXTRA_FILL,
+                                    line=dict(color=EXTRA_COLOR, width=2), name=f"extra ({len(extra or [])})",
+                                    hoverinfo="skip", showlegend=True), row=1, col=1)
+        xs, ys = note_outlines(missed or [])
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=MISSED_COLOR, width=2, dash="dot"),
+                                    name=f"missed ({len(missed or [])})", hoverinfo="skip", showlegend=True),
+                         row=1, col=1)
     ticks, labels = pitch_ticks()
-    low, high = _opening_range(notes)
+    low, high = _opening_range([*notes, *(missed or [])])
     figure.update_yaxes(tickvals=ticks, ticktext=labels, range=[low, high], title_text="pitch")
     figure.update_yaxes(matches="y", row=2, col=1)
     figure.update_xaxes(range=[0, duration_s])
     figure.update_xaxes(title_text="time (s)", row=2, col=1)
-    figure.update_layout(height=FIGURE_HEIGHT, showlegend=False, margin=dict(l=10, r=10, t=40, b=10),
-                         dragmode="zoom", hovermode="closest")
+    for trace in figure.data:
+        if trace.showlegend is None:
+            trace.showlegend = False
+    figure.update_layout(height=FIGURE_HEIGHT, showlegend=compared, margin=dict(l=10, r=10, t=40, b=10),
+                         dragmode="zoom", hovermode="closest",
+                         legend=dict(orientation="h", yanchor="bottom", y=1.03, xanchor="right", x=1.0))
     return figure
 
 
