@@ -107,3 +107,24 @@ def test_generate_from_the_page_and_watch_it_finish_without_reloading(app_url, p
     page.get_by_text(re.compile(r"Job [0-9a-f]+: done")).wait_for(timeout=RESULT_TIMEOUT_MS)
     assert page.get_by_text("3 / 3").count() >= 1
     assert page.get_by_text("Traceback").count() == 0
+
+
+@pytest.mark.parametrize(("toolbar_mode", "deploy_buttons"), [(None, 0), ("developer", 1)])
+def test_no_deploy_button_with_the_project_settings(chromium, tmp_path, monkeypatch, toolbar_mode, deploy_buttons):
+    """.streamlit/config.toml's toolbar mode hides "Deploy" (the app is not a Streamlit Cloud app); Streamlit's
+    developer mode, set over it, shows it, so the check can see one."""
+    from playwright.sync_api import sync_playwright
+
+    if toolbar_mode is not None:
+        monkeypatch.setenv("STREAMLIT_CLIENT_TOOLBAR_MODE", toolbar_mode)
+    with streamlit_server(tmp_path / "data") as url, sync_playwright() as playwright:
+        browser = launch_chromium(playwright, chromium)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(url)
+            settle(page)
+            expect(page.get_by_test_id("stToolbar")).to_have_count(1)
+            expect(page.get_by_test_id("stAppDeployButton")).to_have_count(deploy_buttons)
+            expect(page.get_by_role("button", name="Deploy")).to_have_count(deploy_buttons)
+        finally:
+            browser.close()
