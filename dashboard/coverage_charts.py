@@ -145,6 +145,24 @@ def velocities(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
+EXPRESSION_TITLE = "Performances and recording chains (share of items)"
+STAGE_COLORS = {"performance": "#b279a2", "chain": "#4c78a8"}
+
+
+def expression_shares(frame: pd.DataFrame) -> go.Figure:
+    """Share of done items with each performance gesture or chain setting.
+    frame: columns stage, what, items, share, count (``pipeline.coverage.expression_coverage``)."""
+    figure = go.Figure()
+    for stage, rows in frame.groupby("stage", sort=False):
+        figure.add_trace(go.Bar(
+            x=rows["share"], y=rows["what"], orientation="h", name=stage, marker_color=STAGE_COLORS.get(stage),
+            customdata=np.stack([rows["items"], rows["count"]], axis=1),
+            hovertemplate="%{y}: %{customdata[0]:,} items (%{x:.0%}), count %{customdata[1]:,}<extra></extra>"))
+    figure.update_layout(title=EXPRESSION_TITLE, xaxis=dict(title="share of done items", tickformat=".0%"),
+                         yaxis=dict(autorange="reversed", title=None), height=max(300, 22 * len(frame) + 120))
+    return figure
+
+
 def stage_times(frame: pd.DataFrame) -> go.Figure:
     """Worker seconds per item-making stage. frame: columns stage, seconds, audio_per_wall."""
     speed = [f"{s:,.0f}x real time" if np.isfinite(s) else "" for s in frame["audio_per_wall"]]

@@ -33,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--mix-probability", type=float, default=0.25,
                           help="share of items rendered as multi-instrument mixes")
     generate.add_argument("--render-drums", action="store_true", help="render drum tracks into the audio (never labelled)")
-    generate.add_argument("--bitrate", default="64k", help="MP3 bitrate (default 64k)")
+    generate.add_argument("--bitrate", default="64k", help="MP3 bitrate (default 64k; a recording chain draws its own)")
+    generate.add_argument("--performance-probability", type=float, default=0.0, metavar="P",
+                          help="share of items played as performances: vibrato, slides, bends, pedal, dynamics (default 0)")
+    generate.add_argument("--chain-probability", type=float, default=0.0, metavar="P",
+                          help="share of items recorded through a drawn room, microphone, EQ, compressor, noise and"
+                               " bitrate (default 0)")
     generate.add_argument("--cluster", metavar="ADDRESS", help="run items on a Dask scheduler, e.g. tcp://host:8786")
     generate.add_argument("--data-dir", default="data", help="folder for the catalog and the dataset's files")
 
@@ -70,7 +75,8 @@ def _generate(args) -> int:
         name=args.name, source=args.source, soundfonts=tuple(args.soundfont), families=tuple(args.families),
         limit=args.limit, clip_seconds=args.clip_seconds, workers=args.workers, seed=args.seed,
         data_dir=args.data_dir, mix_probability=args.mix_probability, render_drums=args.render_drums,
-        bitrate=args.bitrate, cluster=args.cluster, progress=sys.stderr.isatty()))
+        bitrate=args.bitrate, performance_probability=args.performance_probability,
+        chain_probability=args.chain_probability, cluster=args.cluster, progress=sys.stderr.isatty()))
     print(f"dataset {summary.dataset}: {summary.done} done, {summary.failed} failed of {summary.total} items;"
           f" made {summary.made_now} now in {summary.wall_s:.1f} s ({summary.speed:.0f}x real time)")
     for reason, count in summary.failures.items():

@@ -64,6 +64,13 @@ MIGRATIONS = (
     """
     ALTER TABLE jobs ADD COLUMN running_at TIMESTAMP;
     """,
+    # 5: what each item's performance and recording chain did, and what they cost
+    """
+    ALTER TABLE items ADD COLUMN performance JSON;
+    ALTER TABLE items ADD COLUMN chain JSON;
+    ALTER TABLE items ADD COLUMN perform_s DOUBLE;
+    ALTER TABLE items ADD COLUMN chain_s DOUBLE;
+    """,
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from .preview import pool_step
 
 DURATION_EDGES_S = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
 VELOCITY_BIN = 16
-STAGES = ("render", "encode", "decode", "features", "labels", "preview")
+STAGES = ("perform", "render", "chain", "encode", "decode", "features", "labels", "preview")
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,46 @@ def items(data_dir: str | Path, name: str, *, status: str | None = None, limit: 
                duration_s, n_notes, audio_path, features_path, preview_path
         FROM items WHERE dataset = ? AND (? IS NULL OR status = ?) ORDER BY ordinal LIMIT ?""",
                   [_known(data_dir, name), status, status, limit])
+
+
+def expression_coverage(data_dir: str | Path, name: str) -> pd.DataFrame:
+    """What performances and recording chains did over the done items: one row per gesture or chain setting.
+
+    Columns: stage ('performance' or 'chain'), what (e.g. 'vibrato', 'pedal', 'room', 'noise: pink',
+    'bitrate: 64k'), items (done items that have it), share (of all done items), count (notes, presses or parts
+    for performance gestures; items for chain settings).
+    """
+    frame = _query(data_dir, "SELECT performance, chain FROM items WHERE dataset = ? AND status = 'done'",
+                   [_known(data_dir, name)])
+    done = len(frame)
+    rows: dict[tuple[str, str], list[int]] = {}
+
+    def add(stage: str, what: str, count: int) -> None:
+        entry = rows.setdefault((stage, what), [0, 0])
+        entry[0] += 1
+        entry[1] += count
+
+    for performance, chain in zip(frame["performance"], frame["chain"]):
+        if isinstance(performance, str):
+            add("performance", "performed", 1)
+            for gesture, count in json.loads(performance).get("counts", {}).items():
+                add("performance", gesture, int(count))
+        if isinstance(chain, str):
+            settings = json.loads(chain)
+            add("chain", "chain", 1)
+            for present, what in ((settings.get("room_size_m") is not None, "room"),
+                                  (settings.get("compressor_ratio", 1.0) > 1.0, "compressor"),
+                                  (bool(settings.get("eq")), "EQ bands"), (bool(settings.get("drums")), "drums")):
+                if present:
+                    add("chain", what, 1)
+            if settings.get("noise"):
+                add("chain", f"noise: {settings['noise']}", 1)
+            add("chain", f"microphone: {settings.get('microphone')}", 1)
+            add("chain", f"bitrate: {settings.get('bitrate')}", 1)
+    table = pd.DataFrame([(stage, what, items, items / done if done else 0.0, count)
+                          for (stage, what), (items, count) in rows.items()],
+                         columns=["stage", "what", "items", "share", "count"])
+    return table.sort_values(["stage", "items", "what"], ascending=[False, False, True], ignore_index=True)
 
 
 def pitch_family_matrix(data_dir: str | Path, name: str) -> pd.DataFrame:

@@ -23,10 +23,18 @@ from .features import FEATURE_SETTINGS, spectrogram
 from .instruments import family_of
 from .labels import note_labels
 from .midi_io import read_midi
+from .notes import remove_self_overlaps
 from .npz import save_npz
+from .performance import perform
 from .preview import write_preview
+from .recording_chain import Chain, apply_chain, backing_drums
 from .render import Effects, render
 from .sources import PROCEDURAL_SECONDS, SourceRef
+
+# Performances and recording chains draw from streams of their own, so turning them on or off leaves everything
+# else an item draws (clip, instruments, soundfont, effects) as it was.
+PERFORMANCE_STREAM = 1
+CHAIN_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,8 @@ class ItemSpec:
     bitrate: str
     items_dir: str  # absolute folder the item's files go to
     cache_dir: str  # converted corpus pieces
+    performance_probability: float = 0.0  # chance the item is played as a performance (pipeline.performance)
+    chain_probability: float = 0.0  # chance the item goes through a recording chain (pipeline.recording_chain)
 
 
 @dataclass
@@ -56,6 +66,8 @@ class ItemResult:
     families: list[str] = field(default_factory=list)
     is_mix: bool = False
     effects: dict | None = None
+    performance: dict | None = None  # what the performance did (per part and counted), None when played as written
+    chain: dict | None = None  # the recording chain's settings, None when there was none
     clip_start_s: float | None = None
     duration_s: float | None = None
     files: dict[str, str] = field(default_factory=dict)  # kind -> file name inside the items folder
@@ -100,20 +112,48 @@ def _make(spec: ItemSpec, result: ItemResult) -> None:
     result.families = sorted({family_of(program) for program in result.programs})
     result.clip_start_s, result.duration_s = arrangement.clip_start_s, arrangement.duration_s
 
+    parts = list(arrangement.parts)
+    label_notes = list(arrangement.label_notes)
+    played = [(part.program, part.notes) for part in parts if not part.is_drum]  # program, label notes
+    performed = None
+    performance_rng = np.random.default_rng([spec.seed, PERFORMANCE_STREAM])
+    if spec.performance_probability and performance_rng.random() < spec.performance_probability:
+        with clock("perform"):
+            performances = [None if part.is_drum else perform(part, performance_rng, duration_s=arrangement.duration_s)
+                            for part in parts]
+            performed = [None if done is None else list(done.events) for done in performances]
+            played = [(part.program, done.label_notes) for part, done in zip(parts, performances) if done is not None]
+            label_notes = remove_self_overlaps([note for _, notes in played for note in notes])
+            if not label_notes:
+                raise Mp3MidiError("the performance left no pitched notes")
+            result.performance = _performance_record(parts, performances)
+    chain = None
+    chain_rng = np.random.default_rng([spec.seed, CHAIN_STREAM])
+    if spec.chain_probability and chain_rng.random() < spec.chain_probability:
+        chain = Chain.draw(chain_rng)
+        result.chain = chain.record()
+        if chain.drums and not any(part.is_drum for part in parts):
+            parts.append(backing_drums(arrangement.duration_s, chain_rng))
+            performed = None if performed is None else performed + [None]
+
     with clock("render"):
-        audio = render(list(arrangement.parts), arrangement.duration_s, soundfont=soundfont, effects=effects, rng=rng)
+        audio = render(parts, arrangement.duration_s, soundfont=soundfont, effects=effects, rng=rng,
+                       performed=performed)
+    if chain is not None:
+        with clock("chain"):
+            audio = apply_chain(audio, chain, chain_rng)
     items_dir = Path(spec.items_dir)
     items_dir.mkdir(parents=True, exist_ok=True)
     mp3_path = items_dir / f"{spec.item_id}.mp3"
     with clock("encode"):
-        encode_mp3(audio, mp3_path, bitrate=spec.bitrate)
+        encode_mp3(audio, mp3_path, bitrate=chain.bitrate if chain is not None else spec.bitrate)
     with clock("decode"):
         decoded = load_audio(mp3_path)
     with clock("features"):
         features = spectrogram(decoded)
     with clock("labels"):
-        labels = note_labels(list(arrangement.label_notes), features.shape[0])
-        notes_array = np.array([(n.start_s, n.end_s, n.pitch, n.velocity) for n in arrangement.label_notes],
+        labels = note_labels(label_notes, features.shape[0])
+        notes_array = np.array([(n.start_s, n.end_s, n.pitch, n.velocity) for n in label_notes],
                                dtype=np.float32).reshape(-1, 4)
         save_npz(items_dir / f"{spec.item_id}.npz", features=features.astype(np.float16), onset=labels.onset,
                   frame=labels.frame, offset=labels.offset, velocity=labels.velocity, notes=notes_array,
@@ -123,9 +163,19 @@ def _make(spec: ItemSpec, result: ItemResult) -> None:
 
     result.files = {"audio": mp3_path.name, "features": f"{spec.item_id}.npz", "preview": f"{spec.item_id}.png"}
     result.mp3_bytes = mp3_path.stat().st_size
-    result.notes = [(n.pitch, part.program, n.velocity, round(n.start_s, 4), round(n.duration_s, 4))
-                    for part in arrangement.parts if not part.is_drum for n in part.notes]
+    result.notes = [(n.pitch, program, n.velocity, round(n.start_s, 4), round(n.duration_s, 4))
+                    for program, notes in played for n in notes]
     result.polyphony = np.bincount(labels.frame.sum(axis=1)).tolist()
+
+
+def _performance_record(parts, performances) -> dict:
+    """The catalog's record of an item's performance: each pitched part's style and gestures, and their sum."""
+    records = [done.record(part.program) for part, done in zip(parts, performances) if done is not None]
+    counts: dict[str, int] = {}
+    for record in records:
+        for gesture, count in record["counts"].items():
+            counts[gesture] = counts.get(gesture, 0) + count
+    return {"parts": records, "counts": counts}
 
 
 def load_score(source: SourceRef, cache_dir: Path):

@@ -34,6 +34,8 @@ DEFAULT_BUILTIN_LIMIT = 100
 DEFAULT_CLIP_SECONDS = 30.0
 DEFAULT_MIX_PROBABILITY = 0.25
 DEFAULT_SOUNDFONT_NAME = "default"  # a --soundfont value meaning the embedded TimGM6mb
+# Settings added after datasets existed: a stored config without them was made with these values.
+LEGACY_CONFIG = {"performance_probability": 0.0, "chain_probability": 0.0}
 
 
 @dataclass
@@ -50,6 +52,8 @@ class GenerateOptions:
     mix_probability: float = DEFAULT_MIX_PROBABILITY
     render_drums: bool = False
     bitrate: str = "64k"
+    performance_probability: float = 0.0
+    chain_probability: float = 0.0
     cluster: str | None = None
     progress: bool = False
 
@@ -221,8 +225,11 @@ def _config(options: GenerateOptions) -> dict:
         source = str(folder)
     if options.clip_seconds is not None and options.clip_seconds < 0:
         raise Mp3MidiError(f"--clip-seconds must be positive (or 0 for whole pieces); got {options.clip_seconds}")
-    if not 0.0 <= options.mix_probability <= 1.0:
-        raise Mp3MidiError(f"--mix-probability must lie in [0, 1]; got {options.mix_probability}")
+    for flag, value in (("--mix-probability", options.mix_probability),
+                        ("--performance-probability", options.performance_probability),
+                        ("--chain-probability", options.chain_probability)):
+        if not 0.0 <= value <= 1.0:
+            raise Mp3MidiError(f"{flag} must lie in [0, 1]; got {value}")
     return {
         "source": source,
         "soundfonts": list(soundfonts),
@@ -232,6 +239,8 @@ def _config(options: GenerateOptions) -> dict:
         "mix_probability": options.mix_probability,
         "render_drums": options.render_drums,
         "bitrate": options.bitrate,
+        "performance_probability": options.performance_probability,
+        "chain_probability": options.chain_probability,
     }
 
 
@@ -244,6 +253,7 @@ def _register_dataset(connection, name: str, config: dict) -> None:
 
 
 def _check_same_config(name: str, stored: dict, config: dict) -> None:
+    stored = {**LEGACY_CONFIG, **stored}
     differences = [f"{key}: {stored.get(key)!r} -> {config[key]!r}" for key in config if stored.get(key) != config[key]]
     if differences:
         raise Mp3MidiError(f"dataset {name!r} exists with other settings ({'; '.join(differences)});"
@@ -321,4 +331,4 @@ def _spec(row, config: dict, items_dir: Path, cache_dir: Path) -> ItemSpec:
         soundfonts=tuple(config["soundfonts"]), families=tuple(config["families"]),
         clip_seconds=config["clip_seconds"], mix_probability=config["mix_probability"],
         render_drums=config["render_drums"], bitrate=config["bitrate"], items_dir=str(items_dir),
-        cache_dir=str(cache_dir))
+        cache_dir=str(cache_dir), **{key: config.get(key, value) for key, value in LEGACY_CONFIG.items()})

@@ -15,8 +15,9 @@ from .item import ItemResult
 FLUSH_EVERY_S = 2.0  # each flush opens the catalog, about 0.1 s of the coordinator's CPU
 FLUSH_EVERY_ITEMS = 64
 _RESULT_COLUMNS = ("status", "error", "soundfont", "programs", "families", "is_mix", "effects", "clip_start_s",
-                   "duration_s", "n_notes", "audio_path", "features_path", "preview_path", "mp3_bytes")
-_TIMED_STAGES = ("render", "encode", "decode", "features", "labels", "preview")
+                   "duration_s", "n_notes", "audio_path", "features_path", "preview_path", "mp3_bytes", "performance",
+                   "chain")
+_TIMED_STAGES = ("perform", "render", "chain", "encode", "decode", "features", "labels", "preview")
 
 
 class ResultWriter:
@@ -75,7 +76,8 @@ def _write_items(connection, job_id: str, batch: list[ItemResult]) -> None:
         r.item_id, r.status, r.error, r.soundfont, r.programs, r.families, r.is_mix,
         json.dumps(r.effects) if r.effects else None, r.clip_start_s, r.duration_s,
         len(r.notes) if r.status == "done" else None, r.files.get("audio"), r.files.get("features"),
-        r.files.get("preview"), r.mp3_bytes, *(r.timings.get(stage) for stage in _TIMED_STAGES)) for r in batch],
+        r.files.get("preview"), r.mp3_bytes, json.dumps(r.performance) if r.performance else None,
+        json.dumps(r.chain) if r.chain else None, *(r.timings.get(stage) for stage in _TIMED_STAGES)) for r in batch],
         columns=["item_id", *_RESULT_COLUMNS, *(f"{stage}_s" for stage in _TIMED_STAGES)])
     # One statement for the batch (a row at a time costs 3-4 ms each); missing numbers arrive as NaN, read as NULL.
     assignments = ", ".join(f"{column} = r.{column}" for column in results.columns[1:])

@@ -1,6 +1,7 @@
 """FluidSynth rendering of parts with any soundfont, plus cheap augmentations (gain, reverb, chorus, noise).
 
-Only notes are played (no pedal, bends or controllers), so the audio sounds exactly what the labels say.
+A part plays its notes as written, or, when given, a performance's MIDI events (pitch wheel, controllers, notes;
+``pipeline.performance`` makes them and the labels that follow their sound).
 A fresh synthesizer per render keeps output bit-identical however items are spread over processes. Soundfonts are
 loaded once per process and lent to each fresh synthesizer: an .sf3 takes one to two seconds to load (its samples
 are decompressed), longer than rendering a 30-second clip. FluidSynth writes float samples straight into the
@@ -24,8 +25,23 @@ DRUM_BANK = 128
 MELODIC_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 SILENT_PEAK = 10 ** (-60 / 20)  # a render whose loudest sample is below -60 dBFS is silent
 CLIPPED_FRACTION = 0.001  # more than 0.1 % of samples at full scale means the synthesizer clipped
+BEND_CENTRE = 8192  # the pitch wheel at rest (14-bit value)
 _FLUID_WARN = 2  # FluidSynth's log level for warnings
 _CHANNELS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One MIDI event of a performed part. ``kind`` is 'on' (a = key, b = velocity), 'off' (a = key),
+    'cc' (a = controller, b = value 0-127) or 'bend' (a = pitch-wheel position 0-16383, 8192 = centre)."""
+
+    time_s: float
+    kind: str
+    a: int
+    b: int = 0
+
+
+_EVENT_ORDER = {"off": 0, "cc": 1, "bend": 1, "on": 2}  # at one instant: releases, then controllers, then attacks
 
 
 @dataclass(frozen=True)
@@ -72,38 +88,51 @@ def default_soundfont() -> str:
 
 
 def render(parts: list[Part], duration_s: float, *, soundfont: str, effects: Effects = Effects(),
-           rng: np.random.Generator | None = None) -> np.ndarray:
+           rng: np.random.Generator | None = None,
+           performed: list[list[Event] | None] | None = None) -> np.ndarray:
     """Render parts for ``duration_s`` seconds. Returns [samples] float32 mono at SAMPLE_RATE.
 
-    Each part plays on its own channel with its program (drum parts on the drum channel). Raises
+    Each part plays on its own channel with its program (drum parts on the drum channel): its notes, or
+    ``performed[i]``'s events for part i when that is given (events at one instant keep their order). Raises
     ``Mp3MidiError`` when the result is silent or clipped, or the soundfont lacks a program.
     """
+    if performed is not None and len(performed) != len(parts):
+        raise Mp3MidiError(f"{len(performed)} performances for {len(parts)} parts")
     melodic = [part for part in parts if not part.is_drum]
     if len(melodic) > len(MELODIC_CHANNELS):
         raise Mp3MidiError(f"{len(melodic)} pitched parts; at most {len(MELODIC_CHANNELS)} can be rendered at once")
     synth, font_id, font = _new_synth(soundfont, effects)
     try:
         events = []
-        for channel, part in _assign_channels(parts):
+        for index, (channel, part) in enumerate(_assign_channels(parts)):
             bank = DRUM_BANK if part.is_drum else 0
             if synth.program_select(channel, font_id, bank, part.program) != 0:
                 raise Mp3MidiError(f"soundfont {Path(soundfont).name!r} has no preset {bank}:{part.program}")
-            for note in part.notes:
-                events.append((_to_sample(note.start_s), 1, channel, note.pitch, note.velocity))
-                events.append((_to_sample(note.end_s), 0, channel, note.pitch, 0))
-        events.sort()  # at one instant, note-offs (0) before note-ons (1)
+            played = performed[index] if performed is not None else None
+            if played is None:  # (sample, order, channel, tie-break, kind, a, b); the key breaks ties as before
+                for note in part.notes:
+                    events.append((_to_sample(note.start_s), 2, channel, note.pitch, "on", note.pitch, note.velocity))
+                    events.append((_to_sample(note.end_s), 0, channel, note.pitch, "off", note.pitch, 0))
+            else:
+                events.extend((_to_sample(event.time_s), _EVENT_ORDER[event.kind], channel, sequence, event.kind,
+                               event.a, event.b) for sequence, event in enumerate(played))
+        events.sort()
         total = _to_sample(duration_s)
         stereo = np.zeros((total, 2), np.float32)
         cursor = 0
-        for sample, is_on, channel, pitch, velocity in events:
+        for sample, _, channel, _, kind, a, b in events:
             sample = min(sample, total)
             if sample > cursor:
                 _write(synth, stereo[cursor:sample])
                 cursor = sample
-            if is_on:
-                synth.noteon(channel, pitch, velocity)
+            if kind == "on":
+                synth.noteon(channel, a, b)
+            elif kind == "off":
+                synth.noteoff(channel, a)
+            elif kind == "cc":
+                synth.cc(channel, a, b)
             else:
-                synth.noteoff(channel, pitch)
+                synth.pitch_bend(channel, a - BEND_CENTRE)
         if total > cursor:
             _write(synth, stereo[cursor:])
     finally:

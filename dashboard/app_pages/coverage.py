@@ -65,6 +65,12 @@ with coverage_tab:
         left, right = st.columns(2)
         left.plotly_chart(charts.note_lengths(coverage.duration_histogram(data_dir(), name)))
         right.plotly_chart(charts.velocities(coverage.velocity_histogram(data_dir(), name)))
+        expression = coverage.expression_coverage(data_dir(), name)
+        if expression.empty:
+            st.caption("Every item was played as written and recorded dry: no performances or recording chains "
+                       "(generate with --performance-probability and --chain-probability for them).")
+        else:
+            st.plotly_chart(charts.expression_shares(expression))
 
 
 @st.fragment
