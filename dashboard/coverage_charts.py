@@ -163,6 +163,28 @@ def expression_shares(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def expression_summary(performance: dict | None, chain: dict | None) -> str:
+    """One line on how an item was played and recorded, from its catalog records."""
+    if performance is None:
+        played = "Played as written"
+    else:
+        counts = performance.get("counts", {})
+        played = "Performed: " + (", ".join(f"{gesture} {count}" for gesture, count in sorted(counts.items()))
+                                  or "timing, dynamics and tuning only")
+    if chain is None:
+        return f"{played} · recorded dry"
+    parts = [f"room {chain['room_size_m']:.0f} m, RT60 {chain['rt60_s']:.2f} s" if chain.get("room_size_m") else "no room",
+             f"{chain.get('microphone')} microphone"]
+    if chain.get("compressor_ratio", 1.0) > 1.0:
+        parts.append(f"compressor {chain['compressor_ratio']:.1f}:1")
+    if chain.get("noise"):
+        parts.append(f"{chain['noise']} noise {chain['noise_snr_db']:.0f} dB down")
+    if chain.get("drums"):
+        parts.append("drums")
+    parts.append(f"MP3 {chain.get('bitrate')}")
+    return f"{played} · recorded: " + ", ".join(parts)
+
+
 def stage_times(frame: pd.DataFrame) -> go.Figure:
     """Worker seconds per item-making stage. frame: columns stage, seconds, audio_per_wall."""
     speed = [f"{s:,.0f}x real time" if np.isfinite(s) else "" for s in frame["audio_per_wall"]]

@@ -236,6 +236,8 @@ class ItemView:
     preview_path: Path
     preview_span_s: float
     notes: pd.DataFrame = field(compare=False, repr=False)
+    performance: dict | None = None  # what the item's performance did (None: played as written)
+    chain: dict | None = None  # its recording chain's settings (None: none)
 
 
 def item_view(data_dir: str | Path, name: str, item_id: str) -> ItemView:
@@ -243,7 +245,7 @@ def item_view(data_dir: str | Path, name: str, item_id: str) -> ItemView:
     with connect(data_dir, read_only=True) as connection:
         row = connection.execute("""
             SELECT ordinal, source_kind, source, soundfont, programs, families, is_mix, duration_s, n_notes,
-                   audio_path, features_path, preview_path
+                   audio_path, features_path, preview_path, performance, chain
             FROM items WHERE dataset = ? AND item_id = ? AND status = 'done'""",
                                  [_known(data_dir, name), item_id]).fetchone()
         if row is None:
@@ -252,14 +254,15 @@ def item_view(data_dir: str | Path, name: str, item_id: str) -> ItemView:
             SELECT start_s, start_s + duration_s AS end_s, pitch, velocity, program, family FROM item_notes
             WHERE item_id = ? ORDER BY start_s, pitch""", [item_id]).df()
     ordinal, source_kind, source, soundfont, programs, families, is_mix, duration_s, n_notes = row[:9]
-    audio, features, preview = (_item_file(data_dir, name, item_id, stored) for stored in row[9:])
+    audio, features, preview = (_item_file(data_dir, name, item_id, stored) for stored in row[9:12])
+    performance, chain = (json.loads(stored) if stored else None for stored in row[12:])
     with np.load(features) as stored:
         frames = int(stored["frame"].shape[0])
     step = pool_step(frames)
     columns = -(-frames // step)
     return ItemView(item_id, name, int(ordinal), source_kind, source, soundfont, tuple(programs or ()),
                     tuple(families or ()), bool(is_mix), float(duration_s), int(n_notes), audio, preview,
-                    columns * step / FRAMES_PER_SECOND, notes)
+                    columns * step / FRAMES_PER_SECOND, notes, performance, chain)
 
 
 def _item_file(data_dir: str | Path, name: str, item_id: str, stored: str | None) -> Path:

@@ -35,7 +35,8 @@ from .render import BEND_CENTRE, Event
 CENTS_PER_SEMITONE = 100
 BEND_STEPS = BEND_CENTRE  # wheel positions from the centre to either end of the range
 CONTROL_STEP_S = 0.01  # the pitch wheel is sent at up to 100 Hz (vibrato at 7 Hz: 14 points a cycle)
-EXPRESSION_STEP_S = 0.02  # CC11 at up to 50 Hz (tremolo up to 8 Hz)
+EXPRESSION_STEP_S = 0.02  # CC11 at up to 50 Hz for tremolo (up to 8 Hz) ...
+SLOW_EXPRESSION_STEP_S = 0.05  # ... and 20 Hz for phrase dynamics, swells and fades
 MAX_INSIDE_CENTS = 95.0  # deviations that keep the key stay under a semitone, detuning included
 HALF_SEMITONE = 0.5
 RELEASE_HOLD_S = 0.15  # a bent note's wheel stays put this long after its release, so its tail keeps its pitch
@@ -359,7 +360,8 @@ class _Player:
 
     def _expression_events(self, labels: list[Note]) -> list[Event]:
         style, rng = self.style, self.rng
-        t = np.arange(0.0, self.duration_s, EXPRESSION_STEP_S)
+        step = EXPRESSION_STEP_S if style.expression == "tremolo" else SLOW_EXPRESSION_STEP_S
+        t = np.arange(0.0, self.duration_s, step)
         floor = rng.uniform(*EXPRESSION_FLOOR)
         if style.expression == "phrase":
             curve = floor + (MIDI_VELOCITY_MAX - floor) * (0.5 + 0.5 * self._slow(t * 1.7))

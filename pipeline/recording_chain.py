@@ -48,13 +48,15 @@ COMPRESSOR_RATIO = (1.5, 8.0)
 COMPRESSOR_THRESHOLD_DB = (-30.0, -8.0)  # below the signal's peak
 COMPRESSOR_ATTACK_S = (0.002, 0.03)
 COMPRESSOR_RELEASE_S = (0.05, 0.4)
-COMPRESSOR_BLOCK = 64  # samples per gain step (4 ms)
+COMPRESSOR_BLOCK = 256  # samples per gain step (16 ms, one feature frame)
 
 NOISES = ("pink", "hum", "room")
 NOISE_PROBABILITY = 0.6
 NOISE_SNR_DB = (15.0, 50.0)
 HUM_HZ = (50.0, 60.0)
 HUM_HARMONICS = 8
+PINK_B = (0.049922035, -0.095993537, 0.050612699, -0.004408786)  # 1/f (3 dB per octave) from white noise (J. O. Smith)
+PINK_A = (1.0, -2.494956002, 2.017265875, -0.522189400)
 ROOM_TONE_HZ = (150.0, 600.0)
 
 PEAK_DB = (-20.0, -1.0)
@@ -122,14 +124,14 @@ def apply_chain(audio: np.ndarray, chain: Chain, rng: np.random.Generator) -> np
 
     Raises ``Mp3MidiError`` for empty, silent or non-finite audio.
     """
-    audio = np.asarray(audio, dtype=np.float64)
+    audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1 or audio.size == 0:
         raise Mp3MidiError(f"a recording chain takes mono audio with samples; got shape {audio.shape}")
     if not np.all(np.isfinite(audio)) or not np.any(audio):
         raise Mp3MidiError("a recording chain got silent or non-finite audio")
     out = audio
     if chain.room_size_m is not None:
-        out = signal.oaconvolve(out, impulse_response(chain, rng))[: audio.size]
+        out = signal.oaconvolve(out, impulse_response(chain, rng).astype(np.float32))[: audio.size]
     out = _colour(out, chain)
     if chain.compressor_ratio > 1.0:
         out = _compress(out, chain)
@@ -170,7 +172,7 @@ def _colour(audio: np.ndarray, chain: Chain) -> np.ndarray:
     if band_limit_hz is not None:
         sections.append(signal.butter(4, band_limit_hz, fs=SAMPLE_RATE, output="sos"))
     sections += [_peaking(hz, gain, q) for hz, gain, q in chain.eq]
-    return signal.sosfilt(np.vstack(sections), audio)
+    return signal.sosfilt(np.vstack(sections).astype(np.float32), audio)
 
 
 def _peaking(hz: float, gain_db: float, q: float) -> np.ndarray:
@@ -183,7 +185,7 @@ def _peaking(hz: float, gain_db: float, q: float) -> np.ndarray:
 
 
 def _compress(audio: np.ndarray, chain: Chain) -> np.ndarray:
-    """A feed-forward compressor on 4 ms blocks: gain reduction above the threshold (relative to the peak) by the
+    """A feed-forward compressor on 16 ms blocks: gain reduction above the threshold (relative to the peak) by the
     ratio, with attack and release smoothing, interpolated back to samples."""
     blocks = -(-audio.size // COMPRESSOR_BLOCK)
     padded = np.zeros(blocks * COMPRESSOR_BLOCK)
@@ -202,28 +204,29 @@ def _compress(audio: np.ndarray, chain: Chain) -> np.ndarray:
         current = coefficient * current + (1 - coefficient) * target
         gain_db[index] = current
     centres = (np.arange(blocks) + 0.5) * COMPRESSOR_BLOCK
-    return audio * 10 ** (np.interp(np.arange(audio.size), centres, gain_db) / 20)
+    gain = np.interp(np.arange(audio.size, dtype=np.float32), centres, 10 ** (gain_db / 20)).astype(np.float32)
+    return audio * gain
 
 
 def _noise(chain: Chain, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     n = audio.size
-    if chain.noise == "pink":
-        spectrum = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
-        spectrum /= np.sqrt(np.maximum(np.arange(n // 2 + 1), 1.0))  # 1/f power
-        spectrum[0] = 0.0
-        noise = np.fft.irfft(spectrum, n)
-    elif chain.noise == "hum":
-        t = np.arange(n) / SAMPLE_RATE
-        noise = sum(rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * chain.hum_hz * k * t + rng.uniform(0, 2 * np.pi))
+    if chain.noise == "pink":  # white noise through a three-pole filter that tilts it to 1/f
+        noise = signal.lfilter(PINK_B, PINK_A, rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
+    elif chain.noise == "hum":  # mains hum and its harmonics: one exact period of 50 or 60 Hz, repeated
+        period = int(round(SAMPLE_RATE / np.gcd(int(chain.hum_hz), SAMPLE_RATE)))
+        t = np.arange(period) / SAMPLE_RATE
+        cycle = sum(rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * chain.hum_hz * k * t + rng.uniform(0, 2 * np.pi))
                     for k in range(1, HUM_HARMONICS + 1))
+        noise = np.tile(cycle.astype(np.float32), -(-n // period))[:n]
     elif chain.noise == "room":
         cutoff = rng.uniform(*ROOM_TONE_HZ)
-        noise = signal.sosfilt(signal.butter(2, cutoff, fs=SAMPLE_RATE, output="sos"), rng.standard_normal(n))
+        sos = signal.butter(2, cutoff, fs=SAMPLE_RATE, output="sos").astype(np.float32)
+        noise = signal.sosfilt(sos, rng.standard_normal(n, dtype=np.float32))
     else:
         raise Mp3MidiError(f"unknown background noise {chain.noise!r}; choose from {', '.join(NOISES)}")
-    signal_rms = float(np.sqrt(np.mean(audio**2)))
-    noise_rms = float(np.sqrt(np.mean(noise**2))) or 1.0
-    return noise * (signal_rms * 10 ** (-chain.noise_snr_db / 20) / noise_rms)
+    signal_rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    noise_rms = float(np.sqrt(np.mean(np.square(noise, dtype=np.float64)))) or 1.0
+    return noise * np.float32(signal_rms * 10 ** (-chain.noise_snr_db / 20) / noise_rms)
 
 
 # --- a drum groove under the music ------------------------------------------------------------------------------------

@@ -149,6 +149,10 @@ def test_coverage_page_shows_the_expression_chart(expressive: Path, monkeypatch)
     assert not app.exception
     titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]
     assert EXPRESSION_TITLE in titles
+    item = app.selectbox(key="coverage_item").value
+    view = coverage.item_view(expressive / "data", "expressive", item)
+    assert view.performance and view.chain
+    assert any(c.value.startswith("Performed") and f"MP3 {view.chain['bitrate']}" in c.value for c in app.caption)
 
 
 def test_a_dataset_from_before_the_options_resumes_with_them_off(expressive: Path):

@@ -100,6 +100,7 @@ def item_browser(dataset: str, families: list[str]) -> None:
                 f"{', '.join(charts.instrument_name(p) for p in view.programs)} ({', '.join(view.families)})  \n"
                 f"**Duration:** {view.duration_s:.1f} s · **Notes:** {view.n_notes:,} · "
                 f"**Soundfont:** {Path(view.soundfont).name}")
+    st.caption(charts.expression_summary(view.performance, view.chain))
     st.plotly_chart(charts.item_preview(view.preview_path, view.notes, span_s=view.preview_span_s))
     st.audio(str(view.audio_path), format="audio/mpeg")
 
