@@ -68,6 +68,7 @@ SCOOP_S = (0.03, 0.15)
 FALL_CENTS = (20.0, 80.0)
 FALL_S = (0.05, 0.2)
 FALL_MIN_NOTE_S = 0.25
+MIN_ARRIVED_S = 0.05  # a glide is only used where the new key then sounds at least this long
 LEGATO_GAP_S = 0.03  # consecutive notes at most this far apart (or overlapping) are legato
 SLIDE_S = (0.04, 0.2)  # pitch-wheel slides and bends
 PORTAMENTO_MS = (30, 200)
@@ -293,6 +294,8 @@ class _Player:
             if abs(interval) > self.style.bend_range:
                 return False
             glide_s = float(rng.uniform(*SLIDE_S))
+            if end - second.start_s < glide_s + MIN_ARRIVED_S:  # the new key must sound once it has arrived
+                return False
             start_step = self._span(first.start_s, end)
             t = np.arange(start_step.stop - start_step.start) * CONTROL_STEP_S + start_step.start * CONTROL_STEP_S
             contour = interval * CENTS_PER_SEMITONE * np.clip((t - second.start_s) / glide_s, 0.0, 1.0)
@@ -306,7 +309,7 @@ class _Player:
             glide_ms = int(rng.integers(*PORTAMENTO_MS))
             glide_s = glide_ms / 1000
             switch_on, first_off = second.start_s - 0.003, second.start_s + 0.02
-            if end - first_off < 0.01:
+            if end - first_off < 0.01 or end - second.start_s < glide_s + MIN_ARRIVED_S:
                 return False
             self._portamento_time(switch_on - 0.001, glide_ms)
             self.events += [Event(switch_on, "cc", CC_LEGATO, CC_ON), Event(switch_on, "cc", CC_PORTAMENTO, CC_ON)]

@@ -90,6 +90,23 @@ def test_gestures_that_keep_the_key_stay_inside_a_semitone_and_keep_the_written_
         (n.start_s, n.end_s, n.pitch, n.velocity) for n in part.notes]
 
 
+@pytest.mark.parametrize("glide", ["wheel", "portamento"])
+@pytest.mark.parametrize("seed", range(6))
+def test_every_label_of_a_gliding_line_lies_inside_what_was_played(glide, seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.uniform(0.08, 0.5, 16)
+    starts = np.concatenate([[0.1], 0.1 + np.cumsum(lengths[:-1])])
+    pitches = 60 + np.cumsum(rng.integers(-2, 3, 16))
+    part = Part(81, False, tuple(Note(float(s), float(s + d), int(p), 90) for s, d, p in zip(starts, lengths, pitches)))
+    style = PartStyle(**STEADY, slide_share=1.0, glide=glide, bend_range=2)
+    done = perform(part, rng, duration_s=float(starts[-1] + lengths[-1] + 0.5), style=style)
+    assert done.counts.get("bend", 0) + done.counts.get("portamento", 0) > 0
+    for label in done.label_notes:  # inside a written note of its key, or half a glide (0.1 s at most) past it
+        assert label.end_s - label.start_s >= 0.05 or label.start_s in {n.start_s for n in part.notes}
+        assert any(n.pitch == label.pitch and n.start_s <= label.start_s and label.end_s <= n.end_s + 0.1 + 1e-9
+                   for n in part.notes), label
+
+
 def test_a_chord_gets_no_per_note_bends_and_keeps_its_keys():
     chord = Part(48, False, tuple(Note(0.1, 1.5, p, 80) for p in (60, 64, 67)))
     style = PartStyle(**STEADY, vibrato_share=1.0, scoop_share=1.0, fall_share=1.0, slide_share=1.0)
