@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +135,11 @@ def _make(spec: ItemSpec, result: ItemResult) -> None:
         if chain.drums and not any(part.is_drum for part in parts):
             parts.append(backing_drums(arrangement.duration_s, chain_rng))
             performed = None if performed is None else performed + [None]
+        # The chain's room is the reverb and its noise the noise: FluidSynth's reverb and the white noise step aside
+        # (a room on top of a reverb send would be two rooms, and the send costs 5-10 % of the render).
+        effects = replace(effects, reverb=0.0 if chain.room_size_m is not None else effects.reverb,
+                          noise_snr_db=None if chain.noise is not None else effects.noise_snr_db)
+        result.effects = asdict(effects)
 
     with clock("render"):
         audio = render(parts, arrangement.duration_s, soundfont=soundfont, effects=effects, rng=rng,

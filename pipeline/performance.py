@@ -230,12 +230,13 @@ class _Player:
         """Onsets moved by the part's timing spread (lengths kept), velocities along a slow curve."""
         sd = self.style.timing_sd_s
         shifts = np.clip(self.rng.normal(0.0, sd, len(notes)), -3 * sd, 3 * sd) if sd > 0 else np.zeros(len(notes))
+        starts = np.array([note.start_s for note in notes]) + shifts
+        starts = np.minimum(np.maximum(starts, 0.0), self.duration_s - 0.02)
+        drifts = 1.0 + self.style.velocity_drift * self._slow(starts)
         played = []
-        for note, shift in zip(notes, shifts):
-            start = min(max(0.0, note.start_s + float(shift)), self.duration_s - 0.02)
+        for note, start, drift in zip(notes, starts.tolist(), drifts.tolist()):
             end = min(self.duration_s, start + note.duration_s)
-            drift = 1.0 + self.style.velocity_drift * self._slow(start)
-            velocity = int(np.clip(round(note.velocity * drift), 1, MIDI_VELOCITY_MAX))
+            velocity = min(max(round(note.velocity * drift), 1), MIDI_VELOCITY_MAX)
             if end - start >= 0.01:
                 played.append(Note(start, end, note.pitch, velocity))
         return sorted(remove_self_overlaps(played), key=lambda n: (n.start_s, n.pitch))

@@ -114,11 +114,15 @@ def test_every_item_records_its_performance_and_chain_and_labels_follow_the_perf
     data = expressive / "data"
     with connect(data, read_only=True) as connection:
         rows = connection.execute("SELECT item_id, status, performance, chain, perform_s, chain_s, features_path,"
-                                  " mp3_bytes FROM items WHERE dataset = 'expressive'").fetchall()
+                                  " effects FROM items WHERE dataset = 'expressive'").fetchall()
         noted = connection.execute("SELECT item_id, count(*) FROM item_notes GROUP BY item_id").fetchall()
     assert len(rows) == 4 and all(row[1] == "done" for row in rows)
-    for item_id, _, performance, chain, perform_s, chain_s, features_path, _ in rows:
-        performance, chain = json.loads(performance), json.loads(chain)
+    for item_id, _, performance, chain, perform_s, chain_s, features_path, effects in rows:
+        performance, chain, effects = json.loads(performance), json.loads(chain), json.loads(effects)
+        if chain["room_size_m"] is not None:  # the room is the reverb: no FluidSynth reverb on top of it
+            assert effects["reverb"] == 0.0
+        if chain["noise"] is not None:
+            assert effects["noise_snr_db"] is None
         assert performance["parts"] and "timing_sd_s" in performance["parts"][0] and chain["bitrate"].endswith("k")
         assert perform_s > 0 and chain_s > 0
         with np.load(data / "datasets" / "expressive" / "items" / features_path) as stored:
