@@ -182,3 +182,25 @@ def test_a_probability_outside_zero_to_one_stops_generate_with_one_line(tmp_path
                            "--data-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: {flag} must lie in [0, 1]; got 1.5"
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_an_item_performed_and_chained_is_the_same_for_the_same_seed(tmp_path: Path, seed: int):
+    from pipeline.item import ItemSpec, make_item
+    from pipeline.instruments import DEFAULT_FAMILIES
+    from pipeline.render import default_soundfont
+    from pipeline.sources import SourceRef
+
+    made = []
+    for copy in ("a", "b"):
+        spec = ItemSpec(f"item{seed}", SourceRef("procedural", str(seed), f"h{seed}"), seed, (default_soundfont(),),
+                        DEFAULT_FAMILIES, 4.0, 0.25, False, "64k", str(tmp_path / copy), str(tmp_path / "cache"),
+                        performance_probability=1.0, chain_probability=1.0)
+        result = make_item(spec)
+        assert result.status == "done", result.error
+        with np.load(tmp_path / copy / result.files["features"]) as stored:
+            made.append((result.performance, result.chain, result.notes, stored["features"], stored["notes"]))
+    (performance, chain, notes, features, labels), again = made
+    assert performance == again[0] and chain == again[1] and notes == again[2]
+    np.testing.assert_array_equal(features, again[3])
+    np.testing.assert_array_equal(labels, again[4])
