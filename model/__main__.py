@@ -90,6 +90,28 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     calibrate.add_argument("--dataset", nargs="+", required=True, metavar="NAME",
                            help="datasets whose validation split chooses the thresholds")
     calibrate.add_argument("--data-dir", default="data", help="folder holding the catalog and datasets")
+    finetune = commands.add_parser(
+        "finetune", help="fine-tune a model to a soundfont (and your recordings), then score it before and after")
+    finetune.add_argument("--name", required=True, help="names the fine-tune, its dataset and its run")
+    finetune.add_argument("--soundfont", required=True, help="the .sf2/.sf3 of your sound ('default': TimGM6mb)")
+    finetune.add_argument("--source", default="builtin", help="'builtin' or a folder of MIDI files to render")
+    finetune.add_argument("--pieces", type=int, default=60, help="pieces rendered with the soundfont (and with the"
+                                                                  " default one, to check what is forgotten)")
+    finetune.add_argument("--clip-seconds", type=float, default=15.0, help="seconds rendered per piece")
+    finetune.add_argument("--seed", type=int, default=0, help="seeds the datasets and the run")
+    finetune.add_argument("--steps", type=int, default=300, help="training steps from the starting model")
+    finetune.add_argument("--batch-size", type=int, default=8, help="crops per step")
+    finetune.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (a fresh run uses 2e-3)")
+    finetune.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="default: the active model")
+    finetune.add_argument("--recordings", default=None, metavar="FOLDER",
+                          help="your recordings (audio + a .mid of the same name) to train on and recalibrate with")
+    finetune.add_argument("--judge", default=None, metavar="FOLDER",
+                          help="your recordings (audio + .mid) never trained on, scored before and after")
+    finetune.add_argument("--threads", type=int, default=None, help="torch CPU threads while training")
+    finetune.add_argument("--workers", type=int, default=1, help="processes rendering the datasets")
+    finetune.add_argument("--stage-limit", type=float, default=3600.0, metavar="SECONDS",
+                          help="a stage running longer is stopped in good order (re-run to resume)")
+    finetune.add_argument("--data-dir", default="data", help="folder holding the catalog, datasets and runs")
     return parser
 
 
@@ -97,6 +119,8 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
+        if args.command == "finetune":
+            return _finetune(args)
         if args.command == "calibrate":
             return _calibrate(args)
         if args.command == "transcribe":
@@ -131,6 +155,23 @@ def _evaluate(args) -> int:
         with open(args.json_out, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
     return EXIT_USAGE if report.get("failed") else 0  # as transcribe: the others were still scored and written
+
+
+def _finetune(args) -> int:
+    from .finetune import FineTuneOptions, fine_tune
+
+    report = fine_tune(FineTuneOptions(
+        name=args.name, soundfont=args.soundfont, source=args.source, pieces=args.pieces,
+        clip_seconds=args.clip_seconds, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        init_from=args.init_from, recordings=args.recordings, judge=args.judge, threads=args.threads,
+        workers=args.workers, stage_limit_s=args.stage_limit, data_dir=args.data_dir))
+    print(f"{'set':<34}{'items':>6}{'onset F1 before':>17}{'after':>8}{'frame F1 before':>17}{'after':>8}")
+    for label, scores in report["sets"].items():
+        print(f"{label:<34}{scores['items']:>6}{scores['before']['onset_f1']:>17.3f}{scores['after']['onset_f1']:>8.3f}"
+              f"{scores['before']['frame_f1']:>17.3f}{scores['after']['frame_f1']:>8.3f}")
+    verdict = report["verdict"]
+    print(("keep: " if verdict["keep"] else "do not keep: ") + verdict["reason"])
+    return 0
 
 
 def _calibrate(args) -> int:

@@ -45,9 +45,11 @@ def choose_thresholds(activations: list[dict[str, np.ndarray]], rolls: list[dict
     return {key: DEFAULT_THRESHOLDS[key] if np.isnan(value) else value for key, value in chosen.items()}
 
 
-def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Path = "data") -> dict:
-    """Choose thresholds on the validation items of ``datasets`` and store them in the checkpoint file, with the
-    scores of notes decoded at those thresholds on the same items (so what it shows is what it does)."""
+def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Path = "data",
+              splits: tuple[str, ...] = ("validation",)) -> dict:
+    """Choose thresholds on the items of ``datasets`` in ``splits`` (validation: never trained on; a user's own
+    recordings may use all of theirs) and store them in the checkpoint file, with the scores of notes decoded at
+    those thresholds on the same items (so what it shows is what it does)."""
     from .checkpoints import load_checkpoint, model_from_checkpoint, write_payload
     from .data import load_items, reference_notes
     from .decoding import decode
@@ -56,9 +58,9 @@ def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Pa
 
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload)
-    items = load_items(data_dir, datasets, "validation")
+    items = [item for split in splits for item in load_items(data_dir, datasets, split)]
     if not items:
-        raise Mp3MidiError(f"the validation split of {', '.join(datasets)} holds no items")
+        raise Mp3MidiError(f"the {' and '.join(splits)} split of {', '.join(datasets)} holds no items")
     outputs = [activations(model, item.features) for item in items]
     thresholds = choose_thresholds(outputs, [item.rolls for item in items])
     scores = mean_scores([
@@ -68,6 +70,7 @@ def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Pa
     measured = {"onset_f1": scores.onset_f1, "offset_f1": scores.offset_f1, "frame_f1": scores.frame_f1,
                 "velocity_f1": scores.velocity_f1}
     payload["metrics"] = {**payload.get("metrics", {}), **thresholds, **measured,
-                          "calibrated_on": list(datasets), "calibration_items": len(items)}
+                          "calibrated_on": list(datasets), "calibration_splits": list(splits),
+                          "calibration_items": len(items)}
     write_payload(checkpoint, payload)
     return {**thresholds, **measured}

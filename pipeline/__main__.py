@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which split's items to copy (default: test)")
     export.add_argument("--out", required=True, help="folder to write FAMILY/ITEM.mp3 and .mid into")
     export.add_argument("--data-dir", default="data", help="folder holding the catalog and datasets")
+    recordings = commands.add_parser(
+        "import-recordings", help="make a dataset of your own recordings: audio files with an aligned .mid beside each")
+    recordings.add_argument("--folder", required=True, help="audio files (.mp3 .wav .flac .ogg .m4a), each with a"
+                                                            " reference .mid of the same name beside it")
+    recordings.add_argument("--name", required=True, help="dataset name (a short slug)")
+    recordings.add_argument("--data-dir", default="data", help="folder holding the catalog, datasets and runs")
+
     return parser
 
 
@@ -60,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "import-recordings":
+            return _import_recordings(args)
         if args.command == "export":
             return _export(args)
         return _stats(args)
@@ -82,6 +91,16 @@ def _generate(args) -> int:
     for reason, count in summary.failures.items():
         print(f"  failed x{count}: {reason}")
     return 0
+
+
+def _import_recordings(args) -> int:
+    from .recordings import import_recordings
+
+    summary = import_recordings(args.folder, name=args.name, data_dir=args.data_dir, progress=sys.stderr.isatty())
+    print(f"dataset {summary.dataset}: {summary.done} done, {summary.failed} failed of {summary.total} recordings")
+    for reason, count in summary.failures.items():
+        print(f"  failed x{count}: {reason}")
+    return EXIT_USAGE if summary.failed and not summary.done else 0
 
 
 def _export(args) -> int:

@@ -71,6 +71,14 @@ MIGRATIONS = (
     ALTER TABLE items ADD COLUMN perform_s DOUBLE;
     ALTER TABLE items ADD COLUMN chain_s DOUBLE;
     """,
+    # 6: fine-tunes to a user's sound: their stages, progress and before/after report
+    """
+    CREATE TABLE IF NOT EXISTS finetunes (
+        name VARCHAR PRIMARY KEY, config JSON, status VARCHAR, stage VARCHAR, stage_limit_s DOUBLE,
+        stage_started_at TIMESTAMP, progress VARCHAR, pid INTEGER, host VARCHAR,
+        started_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP, finished_at TIMESTAMP, report JSON,
+        message VARCHAR);
+    """,
 )
 
 

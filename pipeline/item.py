@@ -154,17 +154,7 @@ def _make(spec: ItemSpec, result: ItemResult) -> None:
         encode_mp3(audio, mp3_path, bitrate=chain.bitrate if chain is not None else spec.bitrate)
     with clock("decode"):
         decoded = load_audio(mp3_path)
-    with clock("features"):
-        features = spectrogram(decoded)
-    with clock("labels"):
-        labels = note_labels(label_notes, features.shape[0])
-        notes_array = np.array([(n.start_s, n.end_s, n.pitch, n.velocity) for n in label_notes],
-                               dtype=np.float32).reshape(-1, 4)
-        save_npz(items_dir / f"{spec.item_id}.npz", features=features.astype(np.float16), onset=labels.onset,
-                  frame=labels.frame, offset=labels.offset, velocity=labels.velocity, notes=notes_array,
-                  feature_settings=np.array(json.dumps(FEATURE_SETTINGS)))
-    with clock("preview"):
-        write_preview(features, items_dir / f"{spec.item_id}.png")
+    labels = write_item_arrays(items_dir, spec.item_id, decoded, label_notes, clock)
 
     result.files = {"audio": mp3_path.name, "features": f"{spec.item_id}.npz", "preview": f"{spec.item_id}.png"}
     result.mp3_bytes = mp3_path.stat().st_size
@@ -181,6 +171,24 @@ def _performance_record(parts, performances) -> dict:
         for gesture, count in record["counts"].items():
             counts[gesture] = counts.get(gesture, 0) + count
     return {"parts": records, "counts": counts}
+
+
+def write_item_arrays(items_dir: Path, item_id: str, audio: np.ndarray, label_notes: list, clock=None):
+    """Features of decoded mono ``audio`` and label rolls of ``label_notes`` into ITEM.npz, and the preview
+    ITEM.png: what training reads, the same for rendered items and a user's recordings. Returns the labels."""
+    clock = clock or _Clock({})
+    with clock("features"):
+        features = spectrogram(audio)
+    with clock("labels"):
+        labels = note_labels(label_notes, features.shape[0])
+        notes_array = np.array([(n.start_s, n.end_s, n.pitch, n.velocity) for n in label_notes],
+                               dtype=np.float32).reshape(-1, 4)
+        save_npz(items_dir / f"{item_id}.npz", features=features.astype(np.float16), onset=labels.onset,
+                  frame=labels.frame, offset=labels.offset, velocity=labels.velocity, notes=notes_array,
+                  feature_settings=np.array(json.dumps(FEATURE_SETTINGS)))
+    with clock("preview"):
+        write_preview(features, items_dir / f"{item_id}.png")
+    return labels
 
 
 def load_score(source: SourceRef, cache_dir: Path):

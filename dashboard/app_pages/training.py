@@ -1,18 +1,23 @@
 """Training: launch runs in their own process, watch their curves live, compare runs, choose the active model."""
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
 from dashboard import training_charts
-from dashboard.settings import data_dir
+from dashboard.settings import data_dir, shown_path
 from model.active import active_model, model_choices, set_active_model
+from model.finetune import (FineTuneOptions, finetune_status, list_finetunes, report_table, start_fine_tune,
+                            stop_fine_tune)
 from model.launch import start_training, stop_training
 from model.network import SIZES
 from model.runs import config_differences, final_metrics, list_runs, run_metrics
 from model.train import TrainOptions
 from pipeline import coverage
 from pipeline.errors import Mp3MidiError
+from pipeline.soundfont_upload import MAX_SOUNDFONT_BYTES, add_soundfont
+from pipeline.soundfonts import installed_soundfonts
 
 REFRESH_S = 3.0
 RUN_COLUMNS = ["name", "status", "step", "steps", "best_onset_f1", "best_step", "device", "parameters", "datasets",
@@ -122,3 +127,91 @@ if runs_with_best:
         st.success("Active model: the committed default")
 else:
     st.caption("When a run has a best checkpoint you can make it the active model here.")
+
+st.subheader("Fine-tune to my sound")
+st.caption("Teach the active model your instrument: pick or upload its soundfont, and optionally give your own "
+           "recordings with aligned MIDI (a take recorded from a MIDI keyboard, an EWI or a DAW beside the audio). "
+           "The built-in pieces are rendered with your sound and with the default one, the active model trains on "
+           "yours from where it is, and both are scored before and after on pieces held out. Each stage runs in "
+           "its own process with a time limit; leave or reload this page at will.")
+with st.expander("Upload a soundfont", expanded=False):
+    uploaded = st.file_uploader(f"An .sf2 or .sf3 file (up to {MAX_SOUNDFONT_BYTES // 2**20} MB)",
+                                type=["sf2", "sf3"], key="soundfont-upload")
+    if uploaded is not None and st.button("Check and keep it"):
+        try:
+            kept = add_soundfont(data_dir(), uploaded.name, uploaded.getvalue())
+        except Mp3MidiError as exc:
+            st.error(f"Not kept: {exc}")
+        else:
+            st.success(f"FluidSynth loaded it: kept as {shown_path(kept)}; pick it below.")
+with st.form("finetune"):
+    left, middle, right = st.columns(3)
+    fonts = installed_soundfonts(data_dir())
+    font = left.selectbox("Your sound (soundfont)", fonts, index=len(fonts) - 1,
+                          format_func=lambda path: Path(path).name)
+    tune_name = left.text_input("Name", value="my-sound", help="names the fine-tune, its dataset and its run")
+    midi_folder = left.text_input("Pieces from a MIDI folder (optional)", placeholder="the built-in pieces",
+                                  help="a folder of .mid files to render instead of the built-in pieces")
+    pieces = middle.number_input("Pieces", min_value=1, value=FineTuneOptions.pieces, step=10,
+                                 help="built-in pieces rendered with your sound (and with the default one)")
+    clip_s = middle.number_input("Seconds per piece", min_value=1.0, max_value=120.0,
+                                 value=FineTuneOptions.clip_seconds, step=5.0)
+    tune_steps = middle.number_input("Fine-tune steps", min_value=1, value=FineTuneOptions.steps, step=50)
+    limit_min = middle.number_input("Time limit per stage (minutes)", min_value=0.1,
+                                    value=FineTuneOptions.stage_limit_s / 60, step=5.0)
+    recordings = right.text_input("Your recordings to train on (optional folder)",
+                                  help="audio files, each with a .mid of the same name beside it; the thresholds "
+                                       "are recalibrated on them")
+    judge = right.text_input("Your recordings to judge with (optional folder)",
+                             help="audio + .mid pairs never trained on, scored before and after")
+    tune = st.form_submit_button("Fine-tune the active model", type="primary")
+if tune:
+    options = FineTuneOptions(
+        name=tune_name.strip(), soundfont=font, source=midi_folder.strip() or "builtin", pieces=int(pieces), clip_seconds=float(clip_s),
+        steps=int(tune_steps), recordings=recordings.strip() or None, judge=judge.strip() or None,
+        stage_limit_s=float(limit_min) * 60, threads=os.cpu_count(), workers=os.cpu_count() or 1,
+        data_dir=str(data_dir()))
+    try:
+        launched = start_fine_tune(options)
+    except Mp3MidiError as exc:
+        st.error(f"Not started: {exc}")
+    else:
+        st.session_state["watched_finetune"] = options.name
+        st.success(f"Started fine-tune **{options.name}** (process {launched.pid}).")
+
+tunes = list(list_finetunes(data_dir())["name"])
+watched_tune = st.session_state.get("watched_finetune")
+if watched_tune and watched_tune not in tunes:
+    tunes.insert(0, watched_tune)
+if tunes:
+    shown_tune = st.selectbox("Fine-tune", tunes, index=tunes.index(watched_tune) if watched_tune in tunes else 0)
+
+    @st.fragment(run_every=REFRESH_S)
+    def finetune_panel(name: str) -> None:
+        state = finetune_status(data_dir(), name)
+        if state is None:
+            st.write("Starting…")
+            return
+        st.markdown(f"**{name}**: {state.status}" + (f", stage *{state.stage}*" if state.stage else ""))
+        if state.status == "running":
+            limit = f" of {state.stage_limit_s:.0f} s allowed" if state.stage_limit_s else ""
+            st.progress(min(state.fraction or 0.0, 1.0), text=f"{state.detail} ({state.stage_elapsed_s:.0f} s{limit})")
+            if st.button("Stop the fine-tune", key=f"stop-tune-{name}"):
+                stop_fine_tune(data_dir(), name)
+                st.toast(f"Stopping {name}; what it made is kept.")
+        if state.message:
+            st.warning(state.message)
+        if state.report is not None:
+            st.dataframe(report_table(state.report), hide_index=True, width="stretch")
+            verdict = state.report["verdict"]
+            if verdict["keep"]:
+                st.success(f"Worth keeping: {verdict['reason']}.")
+                if st.button("Make the fine-tuned model active", key=f"activate-{name}", type="primary"):
+                    chosen = set_active_model(data_dir(), name)
+                    st.success(f"Active model: {chosen.label}")
+            else:
+                st.info(f"Not made active: {verdict['reason']}. The model in use stays as it is.")
+        elif state.status != "running" and state.log:
+            st.code(state.log, language=None)
+
+    finetune_panel(shown_tune)
