@@ -11,9 +11,10 @@ PORT ?= 8501
 TRAIN_SOUNDFONT := /usr/share/sounds/sf3/FluidR3Mono_GM.sf3
 UNSEEN_SOUNDFONT := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 UNRELATED_SOUNDFONT := /usr/share/sounds/sf2/sf_GMbank.sf2
+FM_SOUNDFONT := /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
 TRAIN_STEPS ?= 2400
 
-.PHONY: setup system run test demo bench train-default clean-data
+.PHONY: setup system run test demo bench train-default finetune-measure clean-data
 
 setup: system $(STAMP)
 
@@ -85,3 +86,21 @@ train-default: setup
 	$(PY) -m pipeline export --name unseen-csound-builtin --split test --out data/eval/unseen-csound
 	$(PY) benchmarks/compare_basic_pitch.py --folder data/eval/unseen-csound --threads 2 \
 	  --json docs/eval-unseen-csound.json
+
+# The fine-tune measurement of docs/FINETUNE.md: the default model fine-tuned on an FM-synthesis bank it never heard
+# (OPL3), then scored before and after on held-out pieces of that bank, of the default soundfont and of csound's.
+finetune-measure: setup
+	$(MAKE) system APT_PACKAGES="opl3-soundfont csound-soundfont"
+	$(PY) benchmarks/procedural_midi.py --out data/procedural-ft --count 100 --first-seed 700000 --seconds 20
+	$(PY) -m pipeline generate --name sound-opl3 --source data/procedural-ft --clip-seconds 15 --seed 5 --workers 1 \
+	  --soundfont $(FM_SOUNDFONT)
+	$(PY) -m pipeline generate --name sound-default --source data/procedural-ft --clip-seconds 15 --seed 5 \
+	  --workers 1 --soundfont default
+	$(PY) -m pipeline generate --name sound-csound --source data/procedural-ft --clip-seconds 15 --seed 5 \
+	  --workers 1 --soundfont $(UNRELATED_SOUNDFONT)
+	$(PY) -m model train --dataset sound-opl3 --run ft-opl3 --init-from default --steps 300 --lr 5e-4 \
+	  --batch-size 8 --eval-every 100 --threads 1 --seed 0
+	for set in sound-opl3 sound-default sound-csound; do \
+	  $(PY) -m model evaluate --dataset $$set --split test && \
+	  $(PY) -m model evaluate --checkpoint data/runs/ft-opl3/best.pt --dataset $$set --split test || exit 1; \
+	done

@@ -1,8 +1,9 @@
 """Screenshots of every dashboard page, for the docs: ``.venv/bin/python docs/screenshots.py [--data-dir data/]``.
 
 Serves the dashboard on a free local port, opens each page in headless Chromium at 1400x900 and writes
-docs/screenshots/{home,generate,coverage,training,transcribe}.png (full pages). On Transcribe it uploads a short
-piano MP3 rendered on the spot, so the result is in the picture.
+docs/screenshots/{home,generate,coverage,training,transcribe}.png (full pages), and finetune.png: the Training
+page's "Fine-tune to my sound" flow (with the newest fine-tune's before/after report when the data folder holds
+one). On Transcribe it uploads a short piano MP3 rendered on the spot, so the result is in the picture.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ PAGES = {"home": "", "generate": "generate", "coverage": "coverage", "training":
          "transcribe": "transcribe"}
 RESULT_TEXT = "Download .mid"  # on Transcribe once the notes are in
 RESULT_TIMEOUT_MS = 120_000
+FINETUNE_HEADING = "Fine-tune to my sound"
 MELODY_PITCHES = (60, 64, 67, 72, 67, 64, 62, 65, 69, 74, 71, 67)  # C major and G7 arpeggios
 NOTE_STEP_S = 0.35
 NOTE_LENGTH_S = 0.3
@@ -66,9 +68,20 @@ def take_screenshots(data_dir: Path, out: Path) -> list[Path]:
                 full_page_screenshot(page, target)
                 written.append(target)
                 print(f"{name}: {target}")
+                if name == "training":
+                    written.append(finetune_screenshot(page, out / "finetune.png"))
         finally:
             browser.close()
     return written
+
+
+def finetune_screenshot(page, target: Path) -> Path:
+    """The fine-tune flow, from its heading down, as one viewport."""
+    page.get_by_text(FINETUNE_HEADING, exact=True).first.evaluate("heading => heading.scrollIntoView({block: 'start'})")
+    settle(page)
+    page.screenshot(path=str(target))
+    print(f"finetune: {target}")
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
