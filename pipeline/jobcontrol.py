@@ -65,6 +65,10 @@ def generation_arguments(options: GenerateOptions) -> list[str]:
         arguments += ["--limit", str(options.limit)]
     if options.render_drums:
         arguments.append("--render-drums")
+    if options.performance_probability:
+        arguments += ["--performance-probability", str(options.performance_probability)]
+    if options.chain_probability:
+        arguments += ["--chain-probability", str(options.chain_probability)]
     if options.cluster:
         arguments += ["--cluster", options.cluster]
     return arguments
@@ -91,7 +95,9 @@ def resume_options(data_dir: str | Path, dataset: str, *, workers: int) -> Gener
         name=dataset, source=config["source"], soundfonts=tuple(config["soundfonts"]),
         families=tuple(config["families"]), limit=planned or None, clip_seconds=config["clip_seconds"],
         workers=workers, seed=config["seed"], data_dir=str(data_dir), mix_probability=config["mix_probability"],
-        render_drums=config["render_drums"], bitrate=config["bitrate"])
+        render_drums=config["render_drums"], bitrate=config["bitrate"],
+        performance_probability=config.get("performance_probability", 0.0),
+        chain_probability=config.get("chain_probability", 0.0))
 
 
 def cancel_generation(data_dir: str | Path, dataset: str) -> bool:

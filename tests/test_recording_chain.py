@@ -204,3 +204,13 @@ def test_an_item_performed_and_chained_is_the_same_for_the_same_seed(tmp_path: P
     assert performance == again[0] and chain == again[1] and notes == again[2]
     np.testing.assert_array_equal(features, again[3])
     np.testing.assert_array_equal(labels, again[4])
+
+
+def test_a_dashboard_resume_keeps_the_performance_and_chain_settings(expressive: Path):
+    from pipeline.jobcontrol import generation_arguments, resume_options
+
+    options = resume_options(expressive / "data", "expressive", workers=1)
+    assert (options.performance_probability, options.chain_probability) == (1.0, 1.0)
+    arguments = generation_arguments(options)
+    assert arguments[arguments.index("--performance-probability") + 1] == "1.0"
+    assert arguments[arguments.index("--chain-probability") + 1] == "1.0"
