@@ -17,6 +17,7 @@ import numpy as np
 from model.checkpoints import checkpoint_thresholds, load_checkpoint
 from model.pitch_bends import DeviationGatherer
 from model.transcribe import DEFAULT_PROGRAM, Transcription, checked_tempo, transcribe
+from pipeline.constants import MAX_UPLOAD_MINUTES
 from pipeline.errors import Mp3MidiError
 from pipeline.features import frame_count
 
@@ -66,7 +67,7 @@ def run_network(name: str, data: bytes, *, checkpoint: str | Path,
                 on_progress: Callable[[float], None] | None = None) -> NetworkPass:
     """Decode the upload, run the network once and keep its activations, a display spectrogram and each key's
     pitch. ``on_progress`` hears the share of the recording done (0-1) as each chunk of features (60 s) is made."""
-    audio = decode_upload(name, data)
+    audio = decode_upload(name, data, max_minutes=MAX_UPLOAD_MINUTES)
     pieces: list[np.ndarray] = []  # the features the network reads, kept to be drawn (not computed again)
     progress = _Progress(frame_count(audio.size), on_progress)
 
@@ -75,7 +76,7 @@ def run_network(name: str, data: bytes, *, checkpoint: str | Path,
         progress(piece)
 
     deviations = DeviationGatherer(then=keep)
-    transcription = transcribe(audio, checkpoint=checkpoint, on_features=deviations)
+    transcription = transcribe(audio, checkpoint=checkpoint, on_features=deviations, max_minutes=MAX_UPLOAD_MINUTES)
     image = display_spectrogram(np.concatenate(pieces))
     return NetworkPass((content_hash(data), str(checkpoint)), transcription, image, deviations.result())
 

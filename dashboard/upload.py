@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.audio import load_audio
+from pipeline.constants import MAX_UPLOAD_MINUTES
 from pipeline.errors import Mp3MidiError
 
 MAX_UPLOAD_MB = 50  # the Transcribe page's own limit, below the server's (.streamlit/config.toml)
@@ -18,10 +19,10 @@ AUDIO_MIME = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "og
 AUDIO_SUFFIXES = tuple(AUDIO_MIME)
 
 
-def upload_help(*, max_mb: int = MAX_UPLOAD_MB) -> str:
-    """The sentence the uploader shows: which formats, and how big."""
+def upload_help(*, max_mb: int = MAX_UPLOAD_MB, max_minutes: float = MAX_UPLOAD_MINUTES) -> str:
+    """The sentence the uploader shows: which formats, how big and how long."""
     names = ", ".join(suffix.upper() for suffix in AUDIO_SUFFIXES[:-1])
-    return f"{names} or {AUDIO_SUFFIXES[-1].upper()}, up to {max_mb} MB."
+    return f"{names} or {AUDIO_SUFFIXES[-1].upper()}, up to {max_mb} MB and {max_minutes:g} minutes."
 
 
 def check_upload(name: str, size: int, *, max_mb: int = MAX_UPLOAD_MB) -> None:
@@ -45,11 +46,13 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def decode_upload(name: str, data: bytes, *, max_mb: int = MAX_UPLOAD_MB) -> np.ndarray:
+def decode_upload(name: str, data: bytes, *, max_mb: int = MAX_UPLOAD_MB,
+                  max_minutes: float = MAX_UPLOAD_MINUTES) -> np.ndarray:
     """Bytes of an uploaded file -> [samples] float32 mono at SAMPLE_RATE.
 
     Raises ``Mp3MidiError`` naming ``name`` for anything that is not usable audio: a wrong suffix, empty, too big,
-    not audio at all, or cut off before its first frame.
+    not audio at all, cut off before its first frame, samples that are not numbers, or longer than ``max_minutes``
+    (a few MB of low-bitrate MP3 hold hours: refused before more than ``max_minutes`` of it is decoded).
     """
     check_upload(name, len(data), max_mb=max_mb)
     suffix = Path(name).suffix.lower()
@@ -57,6 +60,6 @@ def decode_upload(name: str, data: bytes, *, max_mb: int = MAX_UPLOAD_MB) -> np.
         path = Path(folder) / f"upload{suffix}"  # the suffix lets the decoder pick the format
         path.write_bytes(data)
         try:
-            return load_audio(path)
+            return load_audio(path, max_seconds=max_minutes * 60)
         except Mp3MidiError as exc:
             raise Mp3MidiError(str(exc).replace(repr(str(path)), repr(name))) from None

@@ -8,6 +8,7 @@ import gc
 import json
 import sys
 
+from pipeline.constants import MAX_AUDIO_MINUTES
 from pipeline.errors import Mp3MidiError
 
 EXIT_USAGE = 2
@@ -60,6 +61,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                           help="which split of the datasets to score (default: test)")
     evaluate.add_argument("--json", dest="json_out", metavar="OUT", help="write the full report here")
     evaluate.add_argument("--data-dir", default="data", help="folder holding the catalog and datasets")
+    evaluate.add_argument("--max-minutes", type=float, default=MAX_AUDIO_MINUTES,
+                          help=f"with --folder: leave out recordings longer than this (default {MAX_AUDIO_MINUTES})")
 
     transcribe = commands.add_parser("transcribe", help="audio files to MIDI",
                                      description="Transcribe recordings (MP3, WAV, FLAC, OGG, M4A) to MIDI files.")
@@ -82,6 +85,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     transcribe.add_argument("--pitch-bends", action="store_true",
                             help="write each note's measured pitch contour (vibrato, bends) as pitch-wheel events, "
                             "a channel per sounding note")
+    transcribe.add_argument("--max-minutes", type=float, default=MAX_AUDIO_MINUTES,
+                            help=f"refuse recordings longer than this (default {MAX_AUDIO_MINUTES}; memory grows by"
+                                 " about 160 MB an hour)")
 
     calibrate = commands.add_parser("calibrate", help="choose a checkpoint's decoding thresholds on validation data",
                                     description="Choose the onset and frame thresholds that score best on the "
@@ -147,13 +153,15 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_dataset, evaluate_folder, format_report
 
     if args.folder:
-        report = evaluate_folder(args.checkpoint, args.folder)
+        report = evaluate_folder(args.checkpoint, args.folder, max_minutes=args.max_minutes)
     else:
         report = evaluate_dataset(args.checkpoint, args.dataset, split=args.split, data_dir=args.data_dir)
     print(format_report(report))
     if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
+        from pipeline.atomic import atomic_path
+
+        with atomic_path(args.json_out) as partial:
+            partial.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return EXIT_USAGE if report.get("failed") else 0  # as transcribe: the others were still scored and written
 
 
@@ -184,37 +192,62 @@ def _calibrate(args) -> int:
 def _transcribe(args) -> int:
     from pathlib import Path
 
+    from pipeline.atomic import atomic_path
+
     from .pitch_bends import DeviationGatherer, midi_with_bends
     from .transcribe import transcribe
 
     output = Path(args.output)
     to_folder = len(args.inputs) > 1 or output.is_dir() or output.suffix.lower() not in (".mid", ".midi")
+    targets = {name: output / f"{Path(name).stem}.mid" if to_folder else output for name in args.inputs}
+    _refuse_shared_targets(targets)
     failed = 0
-    for name in args.inputs:
-        source = Path(name)
-        target = output / f"{source.stem}.mid" if to_folder else output
+    for name, target in targets.items():
         contours = DeviationGatherer() if args.pitch_bends else None
         try:
-            result = transcribe(source, checkpoint=args.checkpoint, onset_threshold=args.onset_threshold,
+            result = transcribe(Path(name), checkpoint=args.checkpoint, onset_threshold=args.onset_threshold,
                                 frame_threshold=args.frame_threshold, min_note_ms=args.min_note_ms,
-                                program=args.program, tempo=args.tempo, quantize=args.quantize, on_features=contours)
+                                program=args.program, tempo=args.tempo, quantize=args.quantize, on_features=contours,
+                                max_minutes=args.max_minutes)
+            _make_folder(target.parent)
+            with atomic_path(target) as midi_partial:  # a .csv that cannot be written takes its .mid along
+                if contours is not None:
+                    midi_partial.write_bytes(midi_with_bends(result.midi, result.notes, contours.result()))
+                else:
+                    result.midi.write(str(midi_partial))
+                if args.csv:
+                    with atomic_path(target.with_suffix(".csv")) as csv_partial:
+                        csv_partial.write_text(_notes_csv(result.notes), encoding="utf-8")
         except Mp3MidiError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if contours is not None:
-            target.write_bytes(midi_with_bends(result.midi, result.notes, contours.result()))
-        else:
-            result.midi.write(str(target))
-        if args.csv:
-            rows = ["start_s,end_s,pitch,velocity"] + [f"{n.start_s:.4f},{n.end_s:.4f},{n.pitch},{n.velocity}"
-                                                       for n in result.notes]
-            target.with_suffix(".csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
         for warning in result.warnings:
             print(f"warning: {name}: {warning}", file=sys.stderr)
         print(f"{name} -> {target}: {len(result.notes)} notes, {result.tempo_bpm:.1f} BPM")
     return EXIT_USAGE if failed else 0
+
+
+def _notes_csv(notes) -> str:
+    rows = ["start_s,end_s,pitch,velocity"] + [f"{n.start_s:.4f},{n.end_s:.4f},{n.pitch},{n.velocity}" for n in notes]
+    return "\n".join(rows) + "\n"
+
+
+def _refuse_shared_targets(targets: dict) -> None:
+    """Two inputs with one stem (song.mp3, song.wav) would write one .mid over the other: refuse before any work."""
+    first_of = {}
+    for name, target in targets.items():
+        if target in first_of:
+            raise Mp3MidiError(f"{first_of[target]!r} and {name!r} would both be written to {str(target)!r};"
+                               " transcribe them into separate folders")
+        first_of[target] = name
+
+
+def _make_folder(folder) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Mp3MidiError(f"cannot make the folder {str(folder)!r}: {exc.strerror or exc}") from None
 
 
 def console() -> None:

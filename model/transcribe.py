@@ -26,8 +26,8 @@ import numpy as np
 import pretty_midi
 
 from pipeline.allocator import keep_freed_memory
-from pipeline.audio import audio_blocks
-from pipeline.constants import SAMPLE_RATE
+from pipeline.audio import audio_blocks, duration_text
+from pipeline.constants import MAX_AUDIO_MINUTES, SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
 from pipeline.features import CHUNK_FRAMES, spectrogram_stream
 from pipeline.notes import Note, remove_self_overlaps
@@ -83,14 +83,16 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
                onset_threshold: float | None = None, frame_threshold: float | None = None, min_note_ms: float = 50.0,
                program: int = DEFAULT_PROGRAM, tempo: str | float = "auto", quantize: str | None = None,
                window_frames: int | None = None, chunk_frames: int = CHUNK_FRAMES,
-               on_features: Callable[[np.ndarray], None] | None = None) -> Transcription:
+               on_features: Callable[[np.ndarray], None] | None = None,
+               max_minutes: float | None = MAX_AUDIO_MINUTES) -> Transcription:
     """Transcribe a file (MP3, WAV, FLAC, OGG, M4A) or mono [samples] float audio at SAMPLE_RATE.
 
     Thresholds left at None take the values chosen for the checkpoint on validation data. ``window_frames`` (the
     network's windows, context included; None: ``model.inference.WINDOW_FRAMES``) and ``chunk_frames`` (the
     spectrogram's chunks) change only how the work is cut up and how much memory it takes, not the notes.
     ``on_features`` receives each [frames, N_BINS] piece of the spectrogram in order, for a caller that also shows
-    it (the pieces join into ``spectrogram(audio)``), so nobody computes the features twice.
+    it (the pieces join into ``spectrogram(audio)``), so nobody computes the features twice. A file longer than
+    ``max_minutes`` (None: any length) or holding samples that are not numbers is refused with ``Mp3MidiError``.
     """
     if not 0 <= program <= 127:
         raise Mp3MidiError(f"program must be a General MIDI program 0-127; got {program}")
@@ -99,7 +101,9 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
     fixed_tempo = None if tempo == "auto" else checked_tempo(tempo)
     keep_freed_memory()  # the CQT's chunks and the network's windows reuse their buffers
     signal = _Signal()
-    blocks = audio_blocks(audio) if not isinstance(audio, np.ndarray) else [np.asarray(audio, np.float32)]
+    max_seconds = None if max_minutes is None else max_minutes * 60
+    blocks = audio_blocks(audio, max_seconds=max_seconds) if not isinstance(audio, np.ndarray) else \
+        [checked_samples(audio, max_seconds=max_seconds)]
     flux: list[np.ndarray] = []
     features = _gathering_flux(spectrogram_stream(signal.watched(blocks), chunk_frames=chunk_frames), flux,
                                on_features)
@@ -201,6 +205,17 @@ def _decode(probabilities, onset_threshold, frame_threshold, min_note_ms) -> lis
     return decode(probabilities["onset"], probabilities["frame"], offsets=probabilities["offset"],
                   velocities=probabilities["velocity"], onset_threshold=onset_threshold,
                   frame_threshold=frame_threshold, min_note_ms=min_note_ms)
+
+
+def checked_samples(audio: np.ndarray, *, max_seconds: float | None) -> np.ndarray:
+    """[samples] audio at SAMPLE_RATE as float32, refused when it is not numbers or lasts over ``max_seconds``."""
+    audio = np.asarray(audio, np.float32)
+    if max_seconds is not None and audio.size > max_seconds * SAMPLE_RATE:
+        raise Mp3MidiError(f"the audio lasts {duration_text(audio.size / SAMPLE_RATE)}, over the limit of "
+                           f"{max_seconds / 60:g} min")
+    if not np.isfinite(audio).all():
+        raise Mp3MidiError("the audio holds samples that are not numbers (NaN or infinity)")
+    return audio
 
 
 def checked_tempo(tempo) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from .atomic import atomic_path
 from .constants import SAMPLE_RATE
 from .errors import Mp3MidiError
 
@@ -44,37 +45,45 @@ def encode_mp3(audio: np.ndarray, path: str | Path, *, bitrate: str = DEFAULT_BI
     with warnings.catch_warnings():  # pydub warns at import when ffmpeg is not on PATH; we name the binary below
         warnings.simplefilter("ignore", RuntimeWarning)
         from pydub import AudioSegment
+        from pydub.exceptions import CouldntEncodeError
 
     AudioSegment.converter = ffmpeg_exe()
     pcm = (np.clip(audio, -1.0, 1.0) * _INT16_SCALE).astype("<i2")
     segment = AudioSegment(data=pcm.tobytes(), sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    segment.export(str(partial), format="mp3", bitrate=bitrate, parameters=["-compression_level", "9"])
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        try:
+            segment.export(str(partial), format="mp3", bitrate=bitrate, parameters=["-compression_level", "9"])
+        except CouldntEncodeError as exc:  # ffmpeg's own words are the last line of pydub's message
+            raise Mp3MidiError(f"cannot encode {str(path)!r} as MP3 ({str(exc).strip().splitlines()[-1]})") from None
 
 
-def load_audio(path: str | Path) -> np.ndarray:
-    """Decode an audio file to [samples] float32 mono at SAMPLE_RATE. Raises ``Mp3MidiError`` if it is not audio."""
+def load_audio(path: str | Path, *, max_seconds: float | None = None) -> np.ndarray:
+    """Decode an audio file to [samples] float32 mono at SAMPLE_RATE. Raises ``Mp3MidiError`` if it is not audio,
+    if a sample is not a number (NaN, infinity), or if it lasts longer than ``max_seconds`` (None: no limit); a file
+    over the limit is refused before more than ``max_seconds`` of it is held."""
     path = _checked_path(path)
+    limit = _Limit(path, max_seconds)
     try:
-        pieces = list(_sndfile_blocks(path))
+        pieces = list(limit.checked(_sndfile_blocks(path, limit)))
     except _SNDFILE_ERRORS:
-        pieces = list(_ffmpeg_blocks(path))
+        limit = _Limit(path, max_seconds)
+        pieces = list(limit.checked(_ffmpeg_blocks(path)))
     return _joined(pieces, path)
 
 
-def audio_blocks(path: str | Path) -> Iterator[np.ndarray]:
+def audio_blocks(path: str | Path, *, max_seconds: float | None = None) -> Iterator[np.ndarray]:
     """Decode an audio file as consecutive [samples] float32 mono blocks at SAMPLE_RATE (some may be empty).
 
     The blocks joined are exactly ``load_audio(path)``, but memory holds one block (tens of seconds) at a time,
-    whatever the file's length. Raises ``Mp3MidiError`` (possibly after some blocks) for a file that is not audio
-    or that libsndfile stops decoding part way through.
+    whatever the file's length. Raises ``Mp3MidiError`` (possibly after some blocks) for a file that is not audio,
+    that libsndfile stops decoding part way through, that holds a sample that is not a number, or that lasts longer
+    than ``max_seconds`` (None: no limit; a file whose header says so is refused before its first block).
     """
     path = _checked_path(path)
+    limit = _Limit(path, max_seconds)
     produced = 0
     try:
-        for block in _sndfile_blocks(path):
+        for block in limit.checked(_sndfile_blocks(path, limit)):
             produced += block.size
             yield block
     except _SNDFILE_ERRORS as exc:
@@ -84,7 +93,7 @@ def audio_blocks(path: str | Path) -> Iterator[np.ndarray]:
         if not produced:
             raise Mp3MidiError(f"{str(path)!r} holds no audio samples")
         return
-    for block in _ffmpeg_blocks(path):
+    for block in limit.checked(_ffmpeg_blocks(path)):
         produced += block.size
         yield block
     if not produced:
@@ -109,14 +118,17 @@ def _joined(pieces: list[np.ndarray], path: Path) -> np.ndarray:
     return audio
 
 
-def _sndfile_blocks(path: Path) -> Iterator[np.ndarray]:
+def _sndfile_blocks(path: Path, limit: _Limit | None = None) -> Iterator[np.ndarray]:
     """Decode, mix to mono and resample block by block: memory holds a block, not the file at its own rate and
-    channel count (30 minutes of 44.1 kHz stereo would be 635 MB as float32; at 16 kHz mono it is 115 MB)."""
+    channel count (30 minutes of 44.1 kHz stereo would be 635 MB as float32; at 16 kHz mono it is 115 MB).
+    A file whose length is over ``limit`` is refused before its first block is resampled."""
     import soxr
 
     with _quiet_stderr:  # libsndfile's MP3 decoder prints notes about damaged frames to stderr
         source = soundfile.SoundFile(str(path))
     with source:
+        if limit is not None:
+            limit.check_length(source)
         stream = None if source.samplerate == SAMPLE_RATE else soxr.ResampleStream(
             source.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         while True:
@@ -129,6 +141,51 @@ def _sndfile_blocks(path: Path) -> Iterator[np.ndarray]:
             yield mono if stream is None else stream.resample_chunk(mono)
         if stream is not None:
             yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+class _Limit:
+    """What a decoded file may hold: numbers only, and at most ``max_seconds`` of audio (None: any length).
+
+    A header's length is exact for WAV, FLAC and OGG (libsndfile clamps a WAV's to the bytes present), so a file
+    over the limit is refused at once. An MP3's is an estimate from its size and first frame (a large ID3 picture
+    inflates it), so one that seems too long is counted by decoding without resampling (about 13,000x real time
+    at 8 kb/s) before it is refused. Whatever a header says, ``checked`` stops a stream that runs past the limit.
+    """
+
+    def __init__(self, path: Path, max_seconds: float | None):
+        if max_seconds is not None and not max_seconds > 0:
+            raise Mp3MidiError(f"the longest audio to accept must be a positive number of seconds; got {max_seconds}")
+        self.path, self.max_seconds, self.samples = path, max_seconds, 0
+
+    def check_length(self, source: soundfile.SoundFile) -> None:
+        if self.max_seconds is None or source.frames <= self.max_seconds * source.samplerate:
+            return
+        if source.format != "MP3":
+            raise Mp3MidiError(f"{str(self.path)!r} lasts {duration_text(source.frames / source.samplerate)}, "
+                               f"over the limit of {self.max_seconds / 60:g} min")
+        frames = 0
+        with _quiet_stderr, soundfile.SoundFile(str(self.path)) as counted:
+            while block := len(counted.read(counted.samplerate * _BLOCK_SECONDS, dtype="float32", always_2d=True)):
+                frames += block
+                if frames > self.max_seconds * counted.samplerate:
+                    self._refuse()
+
+    def checked(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for block in blocks:
+            self.samples += block.size
+            if self.max_seconds is not None and self.samples > self.max_seconds * SAMPLE_RATE:
+                self._refuse()
+            if not np.isfinite(block).all():
+                raise Mp3MidiError(f"{str(self.path)!r} holds samples that are not numbers (NaN or infinity)")
+            yield block
+
+    def _refuse(self):
+        raise Mp3MidiError(f"{str(self.path)!r} lasts longer than the limit of {self.max_seconds / 60:g} min")
+
+
+def duration_text(seconds: float) -> str:
+    """'1.5 s' under a minute, '208.3 min' above."""
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def _mono(block: np.ndarray) -> np.ndarray:

@@ -36,6 +36,15 @@ FMAX_HZ = pitch_to_hz(HIGHEST_PITCH + (BINS_PER_SEMITONE // 2) / BINS_PER_SEMITO
 NYQUIST_HZ = SAMPLE_RATE / 2
 assert FMAX_HZ < NYQUIST_HZ, "the top CQT bin must sit below Nyquist"
 
+# --- limits on what a user hands over ----------------------------------------------------------------------------
+# Transcription streams a file, but keeps its activations: 4 heads x 88 keys x 62.5 frames/s at float16, 44 kB a
+# second, so 2 hours hold about 320 MB on top of the fixed part (about 470 MB). The command line's --max-minutes
+# raises it.
+MAX_AUDIO_MINUTES = 120
+# The Transcribe page holds the decoded upload (64 kB/s), the spectrogram it draws (66 kB/s, and a copy while it is
+# joined) and the activations (44 kB/s) per browser session: 30 minutes are about 430 MB.
+MAX_UPLOAD_MINUTES = 30
+
 # --- MIDI ------------------------------------------------------------------------------------------------------
 MIDI_VELOCITY_MAX = 127
 DRUM_CHANNEL = 9  # General MIDI channel 10, counted from zero.

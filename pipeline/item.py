@@ -17,6 +17,7 @@ import numpy as np
 from . import procedural
 from .allocator import keep_freed_memory
 from .arrange import arrange
+from .atomic import WriteFailed, partial_path
 from .audio import encode_mp3, load_audio
 from .errors import Mp3MidiError
 from .features import FEATURE_SETTINGS, spectrogram
@@ -35,6 +36,7 @@ from .sources import PROCEDURAL_SECONDS, SourceRef
 # else an item draws (clip, instruments, soundfont, effects) as it was.
 PERFORMANCE_STREAM = 1
 CHAIN_STREAM = 2
+ITEM_SUFFIXES = (".mp3", ".npz", ".png")  # the files an item is made of
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,24 @@ def make_item(spec: ItemSpec) -> ItemResult:
     try:
         _make(spec, result)
         result.status = "done"
+    except WriteFailed as exc:  # a full disk (ENOSPC), a quota: one reason for every item it stops
+        result.error = f"cannot write the item's files: {exc.reason}"
     except Mp3MidiError as exc:
         result.error = str(exc)
     except MemoryError:
         result.error = "ran out of memory"
+    except OSError as exc:  # the same from a writer that reports it raw (the .npz archive)
+        result.error = f"cannot write the item's files: {exc.strerror or exc}"
+    if result.status != "done":
+        remove_item_files(Path(spec.items_dir), spec.item_id)
     return result
+
+
+def remove_item_files(items_dir: Path, item_id: str) -> None:
+    """Remove whatever a failed item wrote (whole or partial), so nothing of it is left to be taken for made."""
+    for kind in ITEM_SUFFIXES:
+        for path in (items_dir / f"{item_id}{kind}", partial_path(items_dir / f"{item_id}{kind}")):
+            path.unlink(missing_ok=True)
 
 
 def _make(spec: ItemSpec, result: ItemResult) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mido
 
+from .atomic import atomic_path
 from .constants import DRUM_CHANNEL
 from .errors import Mp3MidiError
 from .notes import Note, Part, Score, remove_self_overlaps
@@ -32,7 +33,7 @@ def read_midi(source: str | Path | bytes, *, max_seconds: float = MAX_MIDI_SECON
     try:
         midi = mido.MidiFile(file=io.BytesIO(data), clip=True)
     except Exception as exc:  # mido raises many types for broken bytes: all mean the same to us
-        raise Mp3MidiError(f"not a readable MIDI file ({type(exc).__name__}: {exc or 'the data ends early'})") from None
+        raise Mp3MidiError(f"not a readable MIDI file ({type(exc).__name__}: {str(exc) or 'the data ends early'})") from None
     if midi.type == 2:
         raise Mp3MidiError("MIDI type 2 (independent sequences) is not supported")
 
@@ -108,4 +109,5 @@ def write_midi(score: Score, path: str | Path) -> None:
         instrument = pretty_midi.Instrument(program=part.program, is_drum=part.is_drum)
         instrument.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start_s, n.end_s) for n in part.notes]
         midi.instruments.append(instrument)
-    midi.write(str(path))
+    with atomic_path(path) as partial:
+        midi.write(str(partial))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .atomic import atomic_path
 
 MAX_WIDTH_PX = 1200
 # A dark-to-bright palette (black, purple, red, orange, pale yellow) sampled at even steps.
@@ -39,7 +40,5 @@ def pool_step(frames: int) -> int:
 
 def write_preview(features: np.ndarray, path: str | Path) -> None:
     """Write the preview PNG atomically (temporary name, then rename)."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    preview_image(features).save(partial, format="PNG", compress_level=1)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        preview_image(features).save(partial, format="PNG", compress_level=1)

@@ -20,7 +20,7 @@ from dashboard.transcription_view import (bin_pitches, display_spectrogram, note
 from dashboard.upload import BYTES_PER_MB, MAX_UPLOAD_MB, check_upload, decode_upload, upload_help
 from model.checkpoints import DEFAULT_CHECKPOINT
 from pipeline.audio import encode_mp3
-from pipeline.constants import (BINS_PER_SEMITONE, FRAMES_PER_SECOND, HIGHEST_PITCH, LOWEST_PITCH, N_BINS, SAMPLE_RATE,
+from pipeline.constants import (MAX_UPLOAD_MINUTES, BINS_PER_SEMITONE, FRAMES_PER_SECOND, HIGHEST_PITCH, LOWEST_PITCH, N_BINS, SAMPLE_RATE,
                                 pitch_to_hz)
 from pipeline.errors import Mp3MidiError
 from pipeline.features import spectrogram
@@ -141,7 +141,7 @@ def test_bad_bytes_name_the_upload_not_a_server_path(melody_mp3, name, content, 
 
 
 def test_the_help_names_formats_and_limit():
-    assert upload_help() == f"MP3, WAV, FLAC, OGG or M4A, up to {MAX_UPLOAD_MB} MB."
+    assert upload_help() == f"MP3, WAV, FLAC, OGG or M4A, up to {MAX_UPLOAD_MB} MB and {MAX_UPLOAD_MINUTES} minutes."
 
 
 # --- one network pass, many decodings -------------------------------------------------------------------------
