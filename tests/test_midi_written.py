@@ -1,8 +1,9 @@
 """Every MIDI file the project writes, read back by mido and pretty_midi: fixed notes in, exact events out.
 
 Writers: ``model.transcribe.to_midi`` (the transcription, as ``python -m model transcribe`` writes it and as the
-Transcribe page's download holds it, with or without quantizing), and ``pipeline.midi_io.write_midi`` (procedural
-pieces, exported references, test fixtures). The command line's own files are read back in
+Transcribe page's download holds it, with or without quantizing), ``model.pitch_bends.midi_with_bends`` (the same
+with ``--pitch-bends``) and ``pipeline.midi_io.write_midi`` (procedural pieces, exported references, test
+fixtures). The command line's own files are read back in
 tests/test_hostile_inputs.py.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 
 import mido
+import numpy as np
 import pretty_midi
 import pytest
 
@@ -108,3 +110,45 @@ def test_write_midi_keeps_parts_programs_and_drums(tmp_path):
 
     assert rows(ours.parts, 9) == rows(score.parts, 9)
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_transcription_with_pitch_bends_is_written_as_exactly_these_events():
+    """``--pitch-bends``: a note a quarter tone sharp (+25 cents on its key, nothing known on its harmonics) gets a
+    member channel with the bend range, a wheel at 0.25 / 2 * 8192 = 1024 and its note; a flat note stays on the
+    master channel. Each channel's track starts with its program, bend range (RPN 0 = 2 semitones) and a centred
+    wheel."""
+    from model.pitch_bends import midi_with_bends
+    from pipeline.constants import LOWEST_PITCH, N_KEYS
+
+    notes = [Note(0.0, 0.6, 60, 100), Note(0.6, 0.9, 64, 80)]
+    deviations = np.full((60, N_KEYS), np.nan, np.float16)
+    deviations[:, 60 - LOWEST_PITCH] = 0.25
+    data = midi_with_bends(to_midi(notes, tempo_bpm=100.0, program=40), notes, deviations)
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (1, TICKS_PER_BEAT, 3)
+    assert events(midi.tracks[0]) == conductor(600_000)
+
+    def bend_range(channel):
+        return [("control_change", {"channel": channel, "control": control, "value": value}, 0)
+                for control, value in ((101, 0), (100, 0), (6, 2), (38, 0), (101, 127), (100, 127))]
+
+    def header(channel):
+        return [("program_change", {"channel": channel, "program": 40}, 0), *bend_range(channel),
+                ("pitchwheel", {"channel": channel, "pitch": 0}, 0)]
+
+    assert events(midi.tracks[1]) == [
+        ("track_name", {"name": "Transcription ch1"}, 0), *header(0),
+        ("note_on", {"channel": 0, "note": 64, "velocity": 80}, 220),
+        ("note_off", {"channel": 0, "note": 64, "velocity": 0}, 110),
+        ("end_of_track", {}, 0)]
+    assert events(midi.tracks[2]) == [
+        ("track_name", {"name": "Transcription ch2"}, 0), *header(1), *bend_range(1),
+        ("pitchwheel", {"channel": 1, "pitch": 1024}, 0),
+        ("note_on", {"channel": 1, "note": 60, "velocity": 100}, 0),
+        ("note_off", {"channel": 1, "note": 60, "velocity": 0}, 220),
+        ("end_of_track", {}, 0)]
+    back = pretty_midi.PrettyMIDI(io.BytesIO(data))
+    assert sorted((round(n.start, 9), round(n.end, 9), n.pitch, n.velocity) for i in back.instruments
+                  for n in i.notes) == [(0.0, 0.6, 60, 100), (0.6, 0.9, 64, 80)]
+    bent = next(i for i in back.instruments if any(n.pitch == 60 for n in i.notes))
+    assert bent.program == 40 and bent.pitch_bends[-1].pitch == 1024 and bent.pitch_bends[-1].time == 0.0
