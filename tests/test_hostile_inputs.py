@@ -226,6 +226,19 @@ def test_the_transcribe_page_survives_the_corpus(corpus, tmp_path, monkeypatch):
     notes = app.dataframe[0].value
     assert len(notes) >= 3 and set(notes["pitch"]) == {A4}  # the last uploads, the good tones, still work
 
+    references = sorted((name for name in kinds if name.endswith(".mid")), key=lambda name: name == "good.mid")
+    for name in references:  # every MIDI of the corpus as the reference the recording is scored against
+        app.file_uploader(key="reference_midi").set_value((name, (folder / name).read_bytes(), "audio/midi")).run()
+        assert not app.exception, name
+        refused = bool(app.error)
+        if refused:
+            assert len(app.error) == 1 and "\n" not in app.error[0].value
+            assert app.error[0].value.startswith(f"Cannot score against this reference: {name!r}")
+        else:
+            assert any(metric.label == "Onset F1" for metric in app.metric)
+        assert len(app.dataframe[0].value) == len(notes)  # the transcription stays on the page
+        check_outcome(name, kinds[name], refused=refused)
+
 
 def test_an_upload_that_decodes_to_hours_is_refused_before_it_is_held(corpus):
     from dashboard.upload import decode_upload
