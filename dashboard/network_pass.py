@@ -16,7 +16,8 @@ import numpy as np
 
 from model.checkpoints import checkpoint_thresholds, load_checkpoint
 from model.pitch_bends import DeviationGatherer
-from model.transcribe import DEFAULT_PROGRAM, Transcription, checked_tempo, transcribe
+from model.beats import checked_tempo, fixed_grid
+from model.transcribe import DEFAULT_PROGRAM, Transcription, transcribe
 from pipeline.constants import MAX_UPLOAD_MINUTES
 from pipeline.errors import Mp3MidiError
 from pipeline.features import frame_count
@@ -36,7 +37,7 @@ class DecodeSettings:
     frame_threshold: float
     min_note_ms: float = DEFAULT_MIN_NOTE_MS
     program: int = DEFAULT_PROGRAM
-    tempo_bpm: float | None = None  # None: the tempo heard in the recording
+    tempo_bpm: float | None = None  # None: the beats heard in the recording (a tempo map when they are steady)
     quantize: str | None = None
 
 
@@ -107,8 +108,10 @@ def pass_for_upload(store: MutableMapping, name: str, data: bytes, *, checkpoint
 def decoded(network_pass: NetworkPass, settings: DecodeSettings) -> Transcription:
     """Notes and MIDI for ``settings`` from the stored activations (no network)."""
     transcription = network_pass.transcription
-    if settings.tempo_bpm is not None:
-        transcription = dataclasses.replace(transcription, tempo_bpm=checked_tempo(settings.tempo_bpm))
+    if settings.tempo_bpm is not None:  # the user's tempo replaces the heard beats (and what was said about them)
+        beats = fixed_grid(checked_tempo(settings.tempo_bpm), duration_s=transcription.duration_s)
+        warnings = [w for w in transcription.warnings if w != transcription.beats.note]
+        transcription = dataclasses.replace(transcription, tempo_bpm=beats.tempo_bpm, beats=beats, warnings=warnings)
     return transcription.redecode(onset_threshold=settings.onset_threshold,
                                   frame_threshold=settings.frame_threshold, min_note_ms=settings.min_note_ms,
                                   program=settings.program, quantize=settings.quantize)

@@ -1,4 +1,5 @@
-"""A transcription as the page hands it over: a table of notes, and the bytes of its .mid and .csv downloads."""
+"""A transcription as the page hands it over: a table of notes, and the bytes of its .mid, .csv and .musicxml
+downloads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 import pandas as pd
 import pretty_midi
 
+from model.beats import BeatGrid
+from model.musicxml import musicxml_bytes
 from pipeline.notes import Note
 
 CSV_COLUMNS = ("start_s", "end_s", "pitch", "velocity")  # the same columns `python -m model transcribe --csv` writes
@@ -28,6 +31,11 @@ def notes_frame(notes: Sequence[Note]) -> pd.DataFrame:
 def notes_csv(notes: Sequence[Note]) -> bytes:
     rows = [",".join(CSV_COLUMNS)] + [f"{n.start_s:.4f},{n.end_s:.4f},{n.pitch},{n.velocity}" for n in notes]
     return ("\n".join(rows) + "\n").encode("utf-8")
+
+
+def sheet_music(notes: Sequence[Note], beats: BeatGrid, *, grid: str | None, title: str) -> bytes:
+    """MusicXML of the notes on the beats (``python -m model transcribe --musicxml`` writes the same)."""
+    return musicxml_bytes(notes, beats, grid=grid, title=title)
 
 
 def midi_bytes(midi: pretty_midi.PrettyMIDI) -> bytes:

@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from pipeline.constants import (BINS_PER_SEMITONE, FRAMES_PER_SECOND, HIGHEST_PITCH, LOWEST_PITCH, N_BINS,
                                 SEMITONES_PER_OCTAVE)
+from model.beats import BeatGrid
 from pipeline.notes import Note
 
 MAX_COLUMNS = 2000  # time columns drawn at most; longer recordings are max-pooled down to this
@@ -28,6 +29,7 @@ VIEW_MARGIN_KEYS = 7  # keys shown above and below the highest and lowest note w
 NOTE_OUTLINE = "#39d353"
 NOTE_FILL = "rgba(31, 119, 180, 0.75)"
 NOTE_EDGE = "#1f4e79"
+BEAT_LINE = "rgba(160, 160, 160, 0.45)"
 MISSED_COLOR = "#ff2d2d"  # reference notes the transcription lacks
 EXTRA_COLOR = "#ff9f1c"  # transcribed notes the reference lacks
 EXTRA_FILL = "rgba(255, 159, 28, 0.35)"
@@ -90,9 +92,33 @@ def note_outlines(notes: Sequence[Note]) -> tuple[list, list]:
     return xs, ys
 
 
+def beat_lines(beats_s: Sequence[float], *, duration_s: float) -> tuple[list, list]:
+    """Vertical lines over the whole keyboard at the beats up to ``duration_s``, as x and y lists separated by
+    None (one trace draws them all)."""
+    xs, ys = [], []
+    for beat in beats_s:
+        if beat <= duration_s:
+            xs += [beat, beat, None]
+            ys += [LOWEST_PITCH - HALF_KEY, HIGHEST_PITCH + HALF_KEY, None]
+    return xs, ys
+
+
+def beats_caption(beats: BeatGrid) -> str:
+    """One line on the beats the MIDI and the quantization use."""
+    if beats.tracked:
+        tempi = beats.tempi_bpm[1:]  # the first beat runs from time 0: not a heard interval
+        low, high = (float(tempi.min()), float(tempi.max())) if tempi.size else (beats.tempo_bpm, beats.tempo_bpm)
+        return (f"Beats (grey lines): {len(beats.beats_s) - 1} followed from the recording, {low:.0f}-{high:.0f} BPM "
+                f"(median {beats.tempo_bpm:.1f}, pulse clarity {beats.confidence:.2f}); the MIDI's tempo map "
+                "follows them.")
+    return f"Beats (grey lines): one tempo, {beats.tempo_bpm:.1f} BPM, from the start."
+
+
 def transcription_figure(image: SpectrogramImage, notes: Sequence[Note], *, duration_s: float,
-                         missed: Sequence[Note] | None = None, extra: Sequence[Note] | None = None) -> go.Figure:
-    """Top: the spectrogram with each note outlined on its pitch row. Bottom: the notes as a piano roll.
+                         missed: Sequence[Note] | None = None, extra: Sequence[Note] | None = None,
+                         beats_s: Sequence[float] = ()) -> go.Figure:
+    """Top: the spectrogram with each note outlined on its pitch row. Bottom: the notes as a piano roll. Both:
+    the beats (``beats_s``) as thin vertical lines.
 
     With a reference to compare against, ``missed`` (reference notes the transcription lacks) are drawn on the
     spectrogram as dashed red outlines and ``extra`` (transcribed notes the reference lacks) filled in orange;
@@ -103,6 +129,10 @@ def transcription_figure(image: SpectrogramImage, notes: Sequence[Note], *, dura
     figure.add_trace(go.Heatmap(
         z=image.values, x=image.times_s, y=bin_pitches(), zmin=0, zmax=PIXEL_LEVELS, colorscale=SPECTROGRAM_COLORS,
         showscale=False, name="spectrogram", hovertemplate="%{x:.2f} s, pitch %{y:.2f}<extra></extra>"), row=1, col=1)
+    beat_xs, beat_ys = beat_lines(beats_s, duration_s=duration_s)
+    for row in (1, 2):
+        figure.add_trace(go.Scatter(x=beat_xs, y=beat_ys, mode="lines", line=dict(color=BEAT_LINE, width=1),
+                                    name="beats", hoverinfo="skip"), row=row, col=1)
     xs, ys = note_outlines(notes)
     figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=NOTE_OUTLINE, width=1.5),
                                 name="notes", hoverinfo="skip"), row=1, col=1)

@@ -8,6 +8,7 @@ import gc
 import json
 import sys
 
+from model.quantize import QUANTIZE_GRIDS
 from pipeline.constants import MAX_AUDIO_MINUTES
 from pipeline.errors import Mp3MidiError
 
@@ -78,10 +79,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     transcribe.add_argument("--program", type=int, default=0,
                             help="General MIDI program (0-127) of the MIDI track (default 0, acoustic grand piano)")
     transcribe.add_argument("--tempo", default="auto",
-                            help="'auto' (the tempo heard) or beats per minute, written into the MIDI file")
-    transcribe.add_argument("--quantize", choices=("none", "1/8", "1/16", "1/32"), default="none",
-                            help="snap note starts and ends to this grid of the tempo (default: none)")
+                            help="'auto' (default): a tempo map that follows the tracked beats (one tempo, with a "
+                                 "warning, when the beat is not steady enough to follow); or a fixed BPM")
+    transcribe.add_argument("--quantize", choices=("none", *QUANTIZE_GRIDS), default="none",
+                            help="snap note starts and ends to this subdivision of the beats (t: triplets; default: "
+                                 "none)")
     transcribe.add_argument("--csv", action="store_true", help="also write start_s,end_s,pitch,velocity per note")
+    transcribe.add_argument("--musicxml", action="store_true",
+                            help="also write sheet music, NAME.musicxml, beside each MIDI (on the --quantize grid, "
+                                 "sixteenths by default)")
     transcribe.add_argument("--pitch-bends", action="store_true",
                             help="write each note's measured pitch contour (vibrato, bends) as pitch-wheel events, "
                             "a channel per sounding note")
@@ -194,6 +200,7 @@ def _transcribe(args) -> int:
 
     from pipeline.atomic import atomic_path
 
+    from .musicxml import musicxml_bytes
     from .pitch_bends import DeviationGatherer, midi_with_bends
     from .transcribe import transcribe
 
@@ -218,13 +225,19 @@ def _transcribe(args) -> int:
                 if args.csv:
                     with atomic_path(target.with_suffix(".csv")) as csv_partial:
                         csv_partial.write_text(_notes_csv(result.notes), encoding="utf-8")
+                if args.musicxml:  # likewise the sheet music (refused for an absurd length: no files then)
+                    score = musicxml_bytes(result.notes, result.beats, grid=args.quantize, title=Path(name).stem)
+                    with atomic_path(target.with_suffix(".musicxml")) as score_partial:
+                        score_partial.write_bytes(score)
         except Mp3MidiError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
         for warning in result.warnings:
             print(f"warning: {name}: {warning}", file=sys.stderr)
-        print(f"{name} -> {target}: {len(result.notes)} notes, {result.tempo_bpm:.1f} BPM")
+        beats = result.beats
+        described = f"a tempo map of {len(beats.beats_s) - 1} beats" if beats.tracked else "one tempo"
+        print(f"{name} -> {target}: {len(result.notes)} notes, {result.tempo_bpm:.1f} BPM ({described})")
     return EXIT_USAGE if failed else 0
 
 

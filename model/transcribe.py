@@ -30,13 +30,15 @@ from pipeline.audio import audio_blocks, duration_text
 from pipeline.constants import MAX_AUDIO_MINUTES, SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
 from pipeline.features import CHUNK_FRAMES, spectrogram_stream
-from pipeline.notes import Note, remove_self_overlaps
+from pipeline.notes import Note
 
+from .beats import (DEFAULT_TEMPO_BPM, BeatGrid, checked_tempo, fixed_grid, onset_envelope,  # noqa: F401
+                    track_beats)
 from .decoding import decode
-from .tempo import TEMPO_RANGE_BPM, spectral_flux, tempo_from_flux
+from .quantize import QUANTIZE_GRIDS, checked_grid, quantized  # noqa: F401 - QUANTIZE_GRIDS for callers
+from .tempo_map import tempo_mapped_midi
 
 DEFAULT_PROGRAM = 0  # acoustic grand piano
-QUANTIZE_GRIDS = {"1/8": 2, "1/16": 4, "1/32": 8}  # grid steps per beat
 SILENCE_PEAK = 1e-4
 HEAD_START_CHUNKS = 4  # feature chunks (a minute of audio, 4 MB each) made while the model loads, at most
 
@@ -50,13 +52,18 @@ class Transcription:
     # head -> [frames, 88] probabilities as float16; velocity (predicted velocity / 127) in steps of 1/127
     activations: dict[str, np.ndarray] = field(repr=False)
     warnings: list[str] = field(default_factory=list)
+    beats: BeatGrid | None = None  # the tempo map and the quantization grid; None: one tempo_bpm from time 0
+
+    def __post_init__(self):
+        if self.beats is None:
+            self.beats = fixed_grid(self.tempo_bpm, duration_s=self.duration_s)
 
     def redecode(self, *, onset_threshold: float = 0.5, frame_threshold: float = 0.3, min_note_ms: float = 50.0,
                  program: int = DEFAULT_PROGRAM, quantize: str | None = None) -> "Transcription":
         notes = _decode(self.activations, onset_threshold, frame_threshold, min_note_ms)
-        notes = quantized(notes, self.tempo_bpm, quantize)
-        return Transcription(notes, self.tempo_bpm, to_midi(notes, tempo_bpm=self.tempo_bpm, program=program),
-                             self.duration_s, self.activations, self.warnings)
+        notes = quantized(notes, self.beats.beats_s, quantize)
+        return Transcription(notes, self.tempo_bpm, to_midi(notes, beats=self.beats, program=program),
+                             self.duration_s, self.activations, self.warnings, self.beats)
 
 
 @lru_cache(maxsize=4)
@@ -96,17 +103,16 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
     """
     if not 0 <= program <= 127:
         raise Mp3MidiError(f"program must be a General MIDI program 0-127; got {program}")
-    if quantize not in (None, "none", *QUANTIZE_GRIDS):
-        raise Mp3MidiError(f"quantize must be none or one of {', '.join(QUANTIZE_GRIDS)}; got {quantize!r}")
+    checked_grid(quantize)
     fixed_tempo = None if tempo == "auto" else checked_tempo(tempo)
     keep_freed_memory()  # the CQT's chunks and the network's windows reuse their buffers
     signal = _Signal()
     max_seconds = None if max_minutes is None else max_minutes * 60
     blocks = audio_blocks(audio, max_seconds=max_seconds) if not isinstance(audio, np.ndarray) else \
         [checked_samples(audio, max_seconds=max_seconds)]
-    flux: list[np.ndarray] = []
-    features = _gathering_flux(spectrogram_stream(signal.watched(blocks), chunk_frames=chunk_frames), flux,
-                               on_features)
+    envelope: list[np.ndarray] = []
+    features = _gathering_envelope(spectrogram_stream(signal.watched(blocks), chunk_frames=chunk_frames), envelope,
+                                   on_features)
     loading = _Loading(checkpoint)
     try:
         head = _head_start(features, loading, limit=HEAD_START_CHUNKS)  # while torch loads
@@ -120,10 +126,15 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
     onset_threshold = thresholds["onset_threshold"] if onset_threshold is None else onset_threshold
     frame_threshold = thresholds["frame_threshold"] if frame_threshold is None else frame_threshold
     warnings = ["the audio is silent: the MIDI has no notes"] if signal.peak < SILENCE_PEAK else []
-    tempo_bpm = tempo_from_flux(_joined_flux(flux)) if fixed_tempo is None else fixed_tempo
-    notes = quantized(_decode(probabilities, onset_threshold, frame_threshold, min_note_ms), tempo_bpm, quantize)
-    return Transcription(notes, tempo_bpm, to_midi(notes, tempo_bpm=tempo_bpm, program=program),
-                         signal.samples / SAMPLE_RATE, probabilities, warnings)
+    duration_s = signal.samples / SAMPLE_RATE
+    if fixed_tempo is None:
+        beats = track_beats(_joined(envelope), duration_s=duration_s)
+        warnings += [beats.note] if beats.note and signal.peak >= SILENCE_PEAK else []
+    else:
+        beats = fixed_grid(fixed_tempo, duration_s=duration_s)
+    notes = quantized(_decode(probabilities, onset_threshold, frame_threshold, min_note_ms), beats.beats_s, quantize)
+    return Transcription(notes, beats.tempo_bpm, to_midi(notes, beats=beats, program=program), duration_s,
+                         probabilities, warnings, beats)
 
 
 class _Signal:
@@ -183,20 +194,20 @@ def _emptied(items: list) -> Iterator:
         yield items.pop(0)
 
 
-def _joined_flux(flux: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(flux) if flux else np.zeros(0, np.float32)
+def _joined(envelope: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(envelope) if envelope else np.zeros(0, np.float32)
 
 
-def _gathering_flux(pieces: Iterable[np.ndarray], flux: list[np.ndarray],
-                    on_features: Callable[[np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
-    """Pass feature pieces on, appending each one's spectral flux (for the tempo) to ``flux`` and showing each to
-    ``on_features``."""
+def _gathering_envelope(pieces: Iterable[np.ndarray], envelope: list[np.ndarray],
+                        on_features: Callable[[np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
+    """Pass feature pieces on, appending each one's onset envelope (one float per frame, for the beats) to
+    ``envelope`` and showing each to ``on_features``."""
     previous = None
     for piece in pieces:
         if on_features is not None:
             on_features(piece)
         if len(piece):
-            flux.append(spectral_flux(piece, previous=previous))
+            envelope.append(onset_envelope(piece, previous=previous))
             previous = piece[-1]
         yield piece
 
@@ -218,33 +229,14 @@ def checked_samples(audio: np.ndarray, *, max_seconds: float | None) -> np.ndarr
     return audio
 
 
-def checked_tempo(tempo) -> float:
-    """A fixed tempo as float BPM, refused outside TEMPO_RANGE_BPM with a message that says what was given."""
-    try:
-        value = float(tempo)
-    except (TypeError, ValueError):
-        raise Mp3MidiError(f"tempo must be 'auto' or beats per minute; got {tempo!r}") from None
-    if not TEMPO_RANGE_BPM[0] <= value <= TEMPO_RANGE_BPM[1]:
-        raise Mp3MidiError(f"tempo {value:g} BPM is outside {TEMPO_RANGE_BPM[0]:g}-{TEMPO_RANGE_BPM[1]:g}")
-    return value
-
-
-def quantized(notes: list[Note], tempo_bpm: float, grid: str | None) -> list[Note]:
-    """Snap starts and ends to a grid of the tempo (None or 'none': unchanged); every note keeps >= one step."""
-    if grid in (None, "none"):
-        return notes
-    step = 60.0 / tempo_bpm / QUANTIZE_GRIDS[grid]
-    snapped = []
-    for note in notes:
-        start = round(note.start_s / step) * step
-        end = max(round(note.end_s / step) * step, start + step)
-        snapped.append(Note(start, end, note.pitch, note.velocity))
-    return remove_self_overlaps(snapped)
-
-
-def to_midi(notes: list[Note], *, tempo_bpm: float, program: int = DEFAULT_PROGRAM) -> pretty_midi.PrettyMIDI:
-    """One instrument track with velocities; the tempo is written so a DAW's grid lines up with the music."""
-    midi = pretty_midi.PrettyMIDI(initial_tempo=tempo_bpm)
+def to_midi(notes: list[Note], *, beats: BeatGrid | None = None, tempo_bpm: float | None = None,
+            program: int = DEFAULT_PROGRAM) -> pretty_midi.PrettyMIDI:
+    """One instrument track with velocities, over the beats' tempo map (so a DAW's bars line up with the music);
+    the notes keep the times they were heard at. Without ``beats``: one ``tempo_bpm`` (default 120) from time 0."""
+    if beats is None:
+        beats = fixed_grid(DEFAULT_TEMPO_BPM if tempo_bpm is None else tempo_bpm,
+                           duration_s=max((n.end_s for n in notes), default=0.0))
+    midi = tempo_mapped_midi(beats.beats_s)
     instrument = pretty_midi.Instrument(program=program, name="Transcription")
     instrument.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start_s, n.end_s) for n in notes]
     midi.instruments.append(instrument)

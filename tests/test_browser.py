@@ -1,8 +1,9 @@
 """The dashboard in a real browser: served by ``streamlit run``, driven by Playwright through headless Chromium.
 
 Uploads an MP3 rendered here to the Transcribe page, downloads the .mid and checks its notes against what was
-played; then uploads a text file named .mp3 and checks the page says so and keeps working. Chromium is Debian's
-package (make test installs it); without it the test is skipped locally and fails on CI (CI=true).
+played, downloads the .musicxml and reads it back with music21; then uploads a text file named .mp3 and checks
+the page says so and keeps working. Chromium is Debian's package (make test installs it); without it the test is
+skipped locally and fails on CI (CI=true).
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def test_upload_transcribe_download_and_a_bad_upload(app_url, page, tmp_path):
             (played, [(n.pitch, round(n.start, 3)) for n in notes])
     onsets = [p.start_s for p in PLAYED]  # and nothing starts where nothing was played
     assert all(min(abs(n.start - onset) for onset in onsets) <= ONSET_TOLERANCE_S for n in notes)
+
+    with page.expect_download() as sheet:  # the sheet music is made when the button is clicked
+        page.get_by_role("button", name="Download .musicxml").click()
+    assert sheet.value.suggested_filename == "five notes.musicxml"
+    sheet.value.save_as(tmp_path / "downloaded.musicxml")
+    from music21 import converter
+
+    score = converter.parse(str(tmp_path / "downloaded.musicxml"))
+    struck = sorted((float(n.getOffsetInHierarchy(part)), p.midi) for part in score.parts
+                    for n in part.flatten().notes if n.tie is None or n.tie.type == "start" for p in n.pitches)
+    assert sorted(p for _, p in struck) == sorted(n.pitch for n in notes)  # every note of the MIDI, once
+    melody = iter(p for _, p in struck)
+    assert all(played.pitch in melody for played in PLAYED)  # the played notes in the order they were played
 
     upload_file(page, not_audio)
     page.get_by_text("'words.mp3' is not audio that can be decoded").wait_for(timeout=RESULT_TIMEOUT_MS)

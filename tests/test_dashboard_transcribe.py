@@ -14,10 +14,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.network_pass import STORE_KEY, DecodeSettings, decoded, default_settings, pass_for_upload
-from dashboard.note_export import midi_bytes, notes_csv, notes_frame
-from dashboard.transcription_view import (bin_pitches, display_spectrogram, note_outlines, pitch_ticks,
-                                          transcription_figure)
+from dashboard.note_export import midi_bytes, notes_csv, notes_frame, sheet_music
+from dashboard.transcription_view import (beat_lines, beats_caption, bin_pitches, display_spectrogram, note_outlines,
+                                          pitch_ticks, transcription_figure)
 from dashboard.upload import BYTES_PER_MB, MAX_UPLOAD_MB, check_upload, decode_upload, upload_help
+from model.beats import BeatGrid, fixed_grid
 from model.checkpoints import DEFAULT_CHECKPOINT
 from pipeline.audio import encode_mp3
 from pipeline.constants import (MAX_UPLOAD_MINUTES, BINS_PER_SEMITONE, FRAMES_PER_SECOND, HIGHEST_PITCH, LOWEST_PITCH, N_BINS, SAMPLE_RATE,
@@ -84,7 +85,9 @@ def test_an_upload_shows_its_notes_and_sliders_only_redecode(tmp_path, monkeypat
     notes = [Note(r.start_s, r.end_s, r.pitch, r.velocity) for r in table.itertuples()]
     assert all(found(played, notes) for played in PLAYED)
     assert int(app.metric[0].value) == len(table)
-    assert [b.label for b in app.download_button] == ["Download .mid", "Download .csv"]
+    assert [b.label for b in app.download_button] == ["Download .mid", "Download .csv", "Download .musicxml"]
+    assert any(c.value.startswith("Beats (grey lines): one tempo, 120.0 BPM") for c in app.caption)
+    assert any("too short or too quiet to hear a beat" in w.value for w in app.warning)  # a 2.6 s clip
     assert len(app.get("audio")) == 2  # the recording and the transcription played back
 
     network = app.session_state[STORE_KEY]
@@ -162,6 +165,9 @@ def test_decoding_settings_change_notes_tempo_and_program(melody_mp3):
     fixed = decoded(network, DecodeSettings(defaults.onset_threshold, defaults.frame_threshold, program=40,
                                             tempo_bpm=100.0, quantize="1/8"))
     assert fixed.tempo_bpm == 100.0 and fixed.midi.instruments[0].program == 40
+    np.testing.assert_allclose(fixed.beats.beats_s[:4], [0.0, 0.6, 1.2, 1.8])
+    assert not any("to hear a beat" in w for w in fixed.warnings)  # the user's tempo replaces what was heard
+    assert any("to hear a beat" in w for w in network.transcription.warnings)
     eighth = 60.0 / 100.0 / 2
     assert all(round(n.start_s / eighth, 6).is_integer() for n in fixed.notes)
     with pytest.raises(Mp3MidiError, match="tempo 500 BPM is outside"):
@@ -220,6 +226,20 @@ def test_the_two_panels_share_time_and_pitch_axes():
     assert low < 60 - 0.5 and high > 64 + 0.5
     hover = figure.data[-1]
     assert list(hover.y) == [60, 64] and hover.customdata[0][0] == "C4"
+    with_beats = transcription_figure(image, notes, duration_s=1.0, beats_s=[0.0, 0.5, 1.0, 1.5])
+    lines = [trace for trace in with_beats.data if trace.name == "beats"]
+    assert [trace.xaxis for trace in lines] == ["x", "x2"]  # on both panels
+    assert list(lines[0].x) == [0.0, 0.0, None, 0.5, 0.5, None, 1.0, 1.0, None]  # up to the end of the recording
+    assert with_beats.data[-1].name == "note details"
+
+
+def test_beat_lines_and_the_caption_say_what_the_midi_follows():
+    xs, ys = beat_lines([0.0, 0.6], duration_s=5.0)
+    assert xs == [0.0, 0.0, None, 0.6, 0.6, None] and ys[:2] == [LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5]
+    tracked = BeatGrid(np.array([0.0, 0.4, 1.0, 1.55, 2.05]), 111.0, True, 0.72)
+    assert beats_caption(tracked) == ("Beats (grey lines): 4 followed from the recording, 100-120 BPM (median 111.0, "
+                                      "pulse clarity 0.72); the MIDI's tempo map follows them.")
+    assert beats_caption(fixed_grid(90.0, duration_s=3.0)) == "Beats (grey lines): one tempo, 90.0 BPM, from the start."
 
 
 # --- downloads and playback -----------------------------------------------------------------------------------
@@ -237,6 +257,11 @@ def test_the_downloads_hold_the_notes():
     midi.instruments.append(instrument)
     back = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(midi))).instruments[0]
     assert back.program == 40 and [(n.pitch, round(n.start, 3)) for n in back.notes] == [(60, 0.25), (67, 1.0)]
+    from music21 import converter
+
+    score = converter.parseData(sheet_music(notes, fixed_grid(120.0, duration_s=2.0), grid="1/8", title="two")
+                                .decode(), format="musicxml")
+    assert [n.pitch.midi for n in score.flatten().notes] == [60, 67] and score.metadata.bestTitle == "two"
 
 
 def test_notes_play_back_for_the_length_of_the_recording():

@@ -21,20 +21,21 @@ from model.transcribe import quantized, to_midi
 from pipeline.midi_io import read_midi, write_midi
 from pipeline.notes import Note, Part, Score
 
-TICKS_PER_BEAT = 220  # pretty_midi's resolution
-# At 100 BPM a beat is 0.6 s = 220 ticks; every time below falls on a tick.
+TICKS_PER_BEAT = 220  # pretty_midi's resolution (write_midi)
+TRANSCRIPTION_TICKS_PER_BEAT = 960  # model.tempo_map.MIDI_RESOLUTION (to_midi: a tempo map that keeps times to 1 ms)
+# At 100 BPM a beat is 0.6 s = 960 ticks; every time below falls on a tick.
 NOTES = [Note(0.0, 0.6, 60, 100), Note(0.6, 0.9, 64, 80), Note(1.2, 1.5, 48, 127), Note(1.2, 2.4, 67, 1)]
 TRANSCRIPTION_TRACK = [
     ("track_name", {"name": "Transcription"}, 0),
     ("program_change", {"channel": 0, "program": 40}, 0),
     ("note_on", {"channel": 0, "note": 60, "velocity": 100}, 0),
-    ("note_on", {"channel": 0, "note": 60, "velocity": 0}, 220),
+    ("note_on", {"channel": 0, "note": 60, "velocity": 0}, 960),
     ("note_on", {"channel": 0, "note": 64, "velocity": 80}, 0),
-    ("note_on", {"channel": 0, "note": 64, "velocity": 0}, 110),
-    ("note_on", {"channel": 0, "note": 48, "velocity": 127}, 110),
+    ("note_on", {"channel": 0, "note": 64, "velocity": 0}, 480),
+    ("note_on", {"channel": 0, "note": 48, "velocity": 127}, 480),
     ("note_on", {"channel": 0, "note": 67, "velocity": 1}, 0),
-    ("note_on", {"channel": 0, "note": 48, "velocity": 0}, 110),
-    ("note_on", {"channel": 0, "note": 67, "velocity": 0}, 330),
+    ("note_on", {"channel": 0, "note": 48, "velocity": 0}, 480),
+    ("note_on", {"channel": 0, "note": 67, "velocity": 0}, 1440),
     ("end_of_track", {}, 1),
 ]
 
@@ -54,7 +55,7 @@ def conductor(tempo_us: int) -> list[tuple[str, dict, int]]:
 def test_a_transcription_is_written_as_exactly_these_events():
     data = midi_bytes(to_midi(NOTES, tempo_bpm=100.0, program=40))
     midi = mido.MidiFile(file=io.BytesIO(data))
-    assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (1, TICKS_PER_BEAT, 2)
+    assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (1, TRANSCRIPTION_TICKS_PER_BEAT, 2)
     assert events(midi.tracks[0]) == conductor(600_000)
     assert events(midi.tracks[1]) == TRANSCRIPTION_TRACK
     back = pretty_midi.PrettyMIDI(io.BytesIO(data))
@@ -66,19 +67,19 @@ def test_a_transcription_is_written_as_exactly_these_events():
 
 
 def test_a_quantized_transcription_is_written_on_its_grid():
-    """--quantize 1/16 at 100 BPM: a step is 0.15 s = 55 ticks; every event lands on a multiple of it."""
+    """--quantize 1/16 at 100 BPM: a step is 0.15 s = 240 ticks; every event lands on a multiple of it."""
     loose = [Note(0.02, 0.58, 60, 90), Note(0.61, 0.66, 62, 70), Note(1.19, 1.52, 64, 50)]
     snapped = quantized(loose, 100.0, "1/16")
     assert snapped == [Note(0.0, 0.6, 60, 90), Note(0.6, 0.75, 62, 70), Note(1.2, 1.5, 64, 50)]
     midi = mido.MidiFile(file=io.BytesIO(midi_bytes(to_midi(snapped, tempo_bpm=100.0))))
     assert [(kind, fields.get("note"), fields.get("velocity"), delta) for kind, fields, delta
             in events(midi.tracks[1]) if kind == "note_on"] == [
-        ("note_on", 60, 90, 0), ("note_on", 60, 0, 220), ("note_on", 62, 70, 0), ("note_on", 62, 0, 55),
-        ("note_on", 64, 50, 165), ("note_on", 64, 0, 110)]
+        ("note_on", 60, 90, 0), ("note_on", 60, 0, 960), ("note_on", 62, 70, 0), ("note_on", 62, 0, 240),
+        ("note_on", 64, 50, 720), ("note_on", 64, 0, 480)]
     ticks = 0
     for message in midi.tracks[1]:
         ticks += message.time
-        assert message.type != "note_on" or ticks % 55 == 0
+        assert message.type != "note_on" or ticks % 240 == 0
 
 
 def test_write_midi_keeps_parts_programs_and_drums(tmp_path):
@@ -125,7 +126,7 @@ def test_a_transcription_with_pitch_bends_is_written_as_exactly_these_events():
     deviations[:, 60 - LOWEST_PITCH] = 0.25
     data = midi_with_bends(to_midi(notes, tempo_bpm=100.0, program=40), notes, deviations)
     midi = mido.MidiFile(file=io.BytesIO(data))
-    assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (1, TICKS_PER_BEAT, 3)
+    assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (1, TRANSCRIPTION_TICKS_PER_BEAT, 3)
     assert events(midi.tracks[0]) == conductor(600_000)
 
     def bend_range(channel):
@@ -138,14 +139,14 @@ def test_a_transcription_with_pitch_bends_is_written_as_exactly_these_events():
 
     assert events(midi.tracks[1]) == [
         ("track_name", {"name": "Transcription ch1"}, 0), *header(0),
-        ("note_on", {"channel": 0, "note": 64, "velocity": 80}, 220),
-        ("note_off", {"channel": 0, "note": 64, "velocity": 0}, 110),
+        ("note_on", {"channel": 0, "note": 64, "velocity": 80}, 960),
+        ("note_off", {"channel": 0, "note": 64, "velocity": 0}, 480),
         ("end_of_track", {}, 0)]
     assert events(midi.tracks[2]) == [
         ("track_name", {"name": "Transcription ch2"}, 0), *header(1), *bend_range(1),
         ("pitchwheel", {"channel": 1, "pitch": 1024}, 0),
         ("note_on", {"channel": 1, "note": 60, "velocity": 100}, 0),
-        ("note_off", {"channel": 1, "note": 60, "velocity": 0}, 220),
+        ("note_off", {"channel": 1, "note": 60, "velocity": 0}, 960),
         ("end_of_track", {}, 0)]
     back = pretty_midi.PrettyMIDI(io.BytesIO(data))
     assert sorted((round(n.start, 9), round(n.end, 9), n.pitch, n.velocity) for i in back.instruments

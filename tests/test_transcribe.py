@@ -1,5 +1,5 @@
-"""Transcription plumbing: inputs, outputs, tempo, quantization, bad input, and long audio cut into windows and
-chunks, through the real library and CLI.
+"""Transcription plumbing: inputs, outputs, beats and tempo maps, quantization, sheet music, bad input, and long
+audio cut into windows and chunks, through the real library and CLI.
 
 Most use a small untrained checkpoint, so they test everything but the network's skill; the default model's
 quality is measured by `python -m model evaluate` (docs/MODEL_CARD.md). The seam tests use the default model,
@@ -16,16 +16,16 @@ import pretty_midi
 import pytest
 import torch
 
+from model.beats import MIN_CONFIDENCE, fixed_grid
 from model.checkpoints import save_checkpoint
 from model.decoding import decode
 from model.inference import CONTEXT_FRAMES, activation_stream, activations, compact_activations
 from model.network import HEADS, Transcriber
-from model.tempo import estimate_tempo, spectral_flux, tempo_from_flux
 from model.transcribe import load_model, quantized, transcribe
 from pipeline.audio import encode_mp3, load_audio
 from pipeline.constants import FRAMES_PER_SECOND, N_BINS, N_KEYS, SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
-from pipeline.features import frame_count, spectrogram, spectrogram_stream
+from pipeline.features import frame_count, spectrogram
 from pipeline.notes import Note, Part
 from pipeline.render import default_soundfont, render
 from tests.conftest import melody
@@ -47,24 +47,53 @@ def click_track(bpm: float, seconds: float = 12.0) -> np.ndarray:
     return render([Part(115, False, notes)], seconds, soundfont=default_soundfont())
 
 
+def midi_read_back(midi: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    buffer.seek(0)
+    return pretty_midi.PrettyMIDI(buffer)
+
+
 @pytest.mark.parametrize("bpm", [60.0, 90.0, 120.0, 150.0, 180.0])
-def test_the_midi_tempo_follows_a_click_track(tmp_path, checkpoint, bpm):
+def test_the_midi_tempo_map_follows_a_click_track(tmp_path, checkpoint, bpm):
+    """Through MP3 and the whole library: the MIDI's tempo map holds the clicks' tempo to 2 % after the first
+    beat (which runs from time 0 to the first click's beat)."""
     path = tmp_path / "clicks.mp3"
     encode_mp3(click_track(bpm), path)
     result = transcribe(path, checkpoint=checkpoint)
-    buffer = io.BytesIO()
-    result.midi.write(buffer)
-    buffer.seek(0)
-    _, tempi = pretty_midi.PrettyMIDI(buffer).get_tempo_changes()
-    assert tempi[0] == pytest.approx(bpm, rel=0.02)
-    assert estimate_tempo(spectrogram(click_track(bpm))) == pytest.approx(bpm, rel=0.02)
+    assert result.beats.tracked and result.warnings == [] and result.tempo_bpm == pytest.approx(bpm, rel=0.02)
+    _, tempi = midi_read_back(result.midi).get_tempo_changes()
+    heard = tempi[1:] if tempi.size > 1 else tempi  # a steady map can be a single tempo event
+    assert np.median(heard) == pytest.approx(bpm, rel=0.02) and np.all(np.abs(heard / bpm - 1) <= 0.03)
 
 
 def test_quantize_snaps_to_the_grid_and_keeps_notes_apart():
     notes = [Note(0.02, 0.11, 60, 90), Note(0.13, 0.14, 60, 80), Note(0.5, 0.51, 64, 70)]
-    snapped = quantized(notes, 120.0, "1/16")  # a sixteenth at 120 BPM is 0.125 s
+    snapped = quantized(notes, fixed_grid(120.0, duration_s=1.0).beats_s, "1/16")  # a sixteenth at 120 BPM: 0.125 s
     assert all(round(n.start_s / 0.125, 6).is_integer() and n.end_s > n.start_s for n in snapped)
-    assert quantized(notes, 120.0, None) == notes
+    assert quantized(notes, fixed_grid(120.0, duration_s=1.0).beats_s, None) == notes
+
+
+def test_notes_keep_their_times_in_the_tempo_mapped_midi(busy_clip):
+    """The default model on a busy piece: whatever the map, the MIDI read back gives each note's time to 1 ms."""
+    result = transcribe(busy_clip)
+    back = midi_read_back(result.midi).instruments[0].notes
+    assert len(back) == len(result.notes) > 100
+    ours = sorted((n.start_s, n.end_s, n.pitch) for n in result.notes)
+    theirs = sorted((n.start, n.end, n.pitch) for n in back)
+    np.testing.assert_allclose(np.array(theirs), np.array(ours), atol=1e-3)
+
+
+def test_unsteady_beats_fall_back_to_one_tempo_with_a_warning(checkpoint):
+    rng = np.random.default_rng(5)
+    times = np.cumsum(rng.uniform(0.25, 1.2, 40))
+    audio = render([Part(115, False, tuple(Note(t, t + 0.05, 76, 120) for t in times[times < 19]))], 20.0,
+                   soundfont=default_soundfont())
+    result = transcribe(audio, checkpoint=checkpoint)
+    assert not result.beats.tracked and result.beats.confidence < MIN_CONFIDENCE
+    assert [w for w in result.warnings if w.startswith("no steady beat")] == [result.beats.note]
+    _, tempi = midi_read_back(result.midi).get_tempo_changes()
+    assert tempi == pytest.approx([result.tempo_bpm], rel=1e-5)
 
 
 def test_silence_gives_an_empty_midi_and_a_warning(checkpoint):
@@ -91,11 +120,14 @@ def test_cli_writes_each_input_and_reports_each_bad_one(tmp_path, checkpoint):
     out = tmp_path / "out"
     inputs = [good, tmp_path / "text.mp3", tmp_path / "empty.wav", tmp_path / "missing.flac", truncated, tmp_path]
     result = subprocess.run([sys.executable, "-m", "model", "transcribe", *map(str, inputs), "-o", str(out),
-                             "--checkpoint", str(checkpoint), "--csv", "--quantize", "1/16", "--program", "40"],
+                             "--checkpoint", str(checkpoint), "--csv", "--quantize", "1/16t", "--program", "40",
+                             "--musicxml"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
-    errors = result.stderr.strip().splitlines()
-    assert len(errors) >= 4 and all(line.startswith("error: ") for line in errors), result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 5 and all(line.startswith("warning: ") for line in lines if line not in errors), lines
+    assert any("too short or too quiet to hear a beat" in line for line in lines)  # 3 s: one tempo, and it says so
     assert "Traceback" not in result.stderr
     assert (out / "good.mid").is_file() and (out / "good.csv").read_text().startswith("start_s,end_s,pitch,velocity")
     import mido
@@ -103,6 +135,11 @@ def test_cli_writes_each_input_and_reports_each_bad_one(tmp_path, checkpoint):
     programs = [m.program for t in mido.MidiFile(str(out / "good.mid")).tracks for m in t if m.type == "program_change"]
     assert programs == [40]  # the track keeps its instrument even when the (untrained) network hears no notes
     assert not (out / "text.mid").exists() and not (out / "empty.mid").exists()
+    from music21 import converter
+
+    score = converter.parse(str(out / "good.musicxml"))  # beside the MIDI, readable by music21
+    assert score.metadata.bestTitle == "good" and score.recurse().getElementsByClass("TimeSignature")
+    assert sorted(p.name for p in out.iterdir()) == ["good.csv", "good.mid", "good.musicxml"]
 
 
 def test_cli_one_input_to_one_file(tmp_path, checkpoint):
@@ -276,12 +313,13 @@ def test_bad_audio_or_checkpoint_while_the_model_loads(tmp_path, seam_clip, audi
         transcribe(path, checkpoint=checkpoint)
 
 
-def test_tempo_from_a_streamed_flux_equals_tempo_from_the_features():
-    audio = click_track(100.0, seconds=70.0)
-    whole = spectrogram(audio, chunk_frames=500)
-    flux, previous = [], None
-    for piece in spectrogram_stream(np.array_split(audio, 9), chunk_frames=500):
-        flux.append(spectral_flux(piece, previous=previous))
-        previous = piece[-1]
-    np.testing.assert_array_equal(np.concatenate(flux), spectral_flux(whole))
-    assert tempo_from_flux(np.concatenate(flux)) == estimate_tempo(whole) == pytest.approx(100.0, rel=0.02)
+@pytest.mark.parametrize("chunk_frames", [500, 10_000])
+def test_beats_from_a_streamed_file_equal_beats_from_its_samples(tmp_path, checkpoint, chunk_frames):
+    """70 s of clicks, streamed from an MP3 in blocks and chunks or given whole: the same beats (the envelope is
+    gathered piece by piece, one float per frame)."""
+    path = tmp_path / "clicks.mp3"
+    encode_mp3(click_track(100.0, seconds=70.0), path)
+    streamed = transcribe(path, checkpoint=checkpoint, chunk_frames=chunk_frames)
+    whole = transcribe(load_audio(path), checkpoint=checkpoint, chunk_frames=10_000)
+    assert streamed.beats.tracked and streamed.tempo_bpm == pytest.approx(100.0, rel=0.02)
+    np.testing.assert_allclose(streamed.beats.beats_s, whole.beats.beats_s, atol=1e-9)

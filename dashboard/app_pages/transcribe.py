@@ -9,15 +9,15 @@ import pretty_midi
 import streamlit as st
 
 from dashboard.network_pass import DEFAULT_MIN_NOTE_MS, DecodeSettings, decoded, default_settings, pass_for_upload
-from dashboard.note_export import midi_bytes, notes_csv, notes_frame
+from dashboard.note_export import midi_bytes, notes_csv, notes_frame, sheet_music
 from dashboard.reference import MIDI_SUFFIXES, reference_notes
 from dashboard.settings import data_dir
-from dashboard.transcription_view import transcription_figure
+from dashboard.transcription_view import beats_caption, transcription_figure
 from dashboard.upload import AUDIO_SUFFIXES, MAX_UPLOAD_MB, audio_mime, upload_help
 from model.active import active_model, model_choices
+from model.beats import DEFAULT_TEMPO_BPM, TEMPO_RANGE_BPM
 from model.pitch_bends import midi_with_bends
 from model.reference_match import compare_to_reference
-from model.tempo import DEFAULT_TEMPO_BPM, TEMPO_RANGE_BPM
 from model.thresholds import BOUNDS as THRESHOLD_RANGE
 from model.transcribe import DEFAULT_PROGRAM, QUANTIZE_GRIDS
 from pipeline.constants import SAMPLE_RATE
@@ -60,11 +60,13 @@ min_note_ms = length_col.slider("Minimum note length (ms)", *MIN_NOTE_RANGE_MS, 
                                 help="Shorter notes are dropped.")
 tempo_col, grid_col, program_col = st.columns(3)
 tempo_mode = tempo_col.radio("Tempo", ["as heard", "fixed"], horizontal=True,
-                             help="Written into the MIDI file and used for quantizing.")
+                             help="As heard: a tempo map that follows the beats (one tempo when they are not "
+                                  "steady). Written into the MIDI file and used for quantizing and the sheet music.")
 tempo_bpm = None
 if tempo_mode == "fixed":
     tempo_bpm = tempo_col.number_input("Beats per minute", *TEMPO_RANGE_BPM, DEFAULT_TEMPO_BPM, 1.0)
-quantize = grid_col.selectbox("Quantize", ["none", *QUANTIZE_GRIDS], help="Snap note starts and ends to a grid.")
+quantize = grid_col.selectbox("Quantize", ["none", *QUANTIZE_GRIDS],
+                              help="Snap note starts and ends to this subdivision of the beats (t: triplets).")
 program = program_col.selectbox("Output instrument", PROGRAMS, index=DEFAULT_PROGRAM,
                                 format_func=lambda p: f"{p}: {pretty_midi.program_to_instrument_name(p)}",
                                 help="The General MIDI program of the MIDI track and of the playback.")
@@ -120,8 +122,10 @@ if reference_upload is not None:
 
 st.plotly_chart(transcription_figure(network.image, result.notes, duration_s=result.duration_s,
                                      missed=comparison.missed if comparison else None,
-                                     extra=comparison.extra if comparison else None),
+                                     extra=comparison.extra if comparison else None,
+                                     beats_s=result.beats.beats_s),
                 config={"scrollZoom": True, "displaylogo": False})
+st.caption(beats_caption(result.beats))
 midi_data = (midi_with_bends(result.midi, result.notes, network.deviations) if pitch_bends
              else midi_bytes(result.midi))
 
@@ -139,11 +143,16 @@ except Mp3MidiError as exc:
     playback_col.info(f"Nothing to play back: {exc}")
 
 stem = Path(uploaded.name).stem
-midi_col, csv_col = st.columns(2)
+midi_col, csv_col, score_col = st.columns(3)
 midi_col.download_button("Download .mid", midi_data, file_name=f"{stem}.mid", mime="audio/midi",
                          icon=":material/download:")
 csv_col.download_button("Download .csv", notes_csv(result.notes), file_name=f"{stem}.csv", mime="text/csv",
                         icon=":material/download:")
+score_col.download_button("Download .musicxml",  # made when clicked: music21 takes a while on long pieces
+                          lambda: sheet_music(result.notes, result.beats, grid=quantize, title=stem),
+                          file_name=f"{stem}.musicxml", mime="application/vnd.recordare.musicxml+xml",
+                          icon=":material/download:", help="Sheet music for notation programs (MuseScore ...): "
+                          "on the quantization grid (sixteenths when none), key and time signature estimated.")
 st.dataframe(notes_frame(result.notes), hide_index=True,
              column_config={column: st.column_config.NumberColumn(format="%.3f")
                             for column in ("start_s", "end_s", "duration_s")})
