@@ -82,7 +82,7 @@ def test_upload_transcribe_download_and_a_bad_upload(app_url, page, tmp_path):
     onsets = [p.start_s for p in PLAYED]  # and nothing starts where nothing was played
     assert all(min(abs(n.start - onset) for onset in onsets) <= ONSET_TOLERANCE_S for n in notes)
 
-    with page.expect_download() as sheet:  # the sheet music is made when the button is clicked
+    with page.expect_download(timeout=RESULT_TIMEOUT_MS) as sheet:  # made when clicked (music21 loads then)
         page.get_by_role("button", name="Download .musicxml").click()
     assert sheet.value.suggested_filename == "five notes.musicxml"
     sheet.value.save_as(tmp_path / "downloaded.musicxml")
