@@ -43,7 +43,7 @@ def demo_mp3(path: Path) -> Path:
     return path
 
 
-def take_screenshots(data_dir: Path, out: Path) -> list[Path]:
+def take_screenshots(data_dir: Path, out: Path, *, pages: list[str] | None = None) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
@@ -58,6 +58,8 @@ def take_screenshots(data_dir: Path, out: Path) -> list[Path]:
         try:
             page = browser.new_page(viewport=VIEWPORT)
             for name, path in PAGES.items():
+                if pages and name not in pages:
+                    continue
                 page.goto(f"{url}/{path}")
                 settle(page)
                 if name == "transcribe":
@@ -88,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="data folder the app reads")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="where the PNGs go")
+    parser.add_argument("--pages", nargs="+", choices=list(PAGES), help="only these pages (default: all)")
     args = parser.parse_args(argv)
-    take_screenshots(args.data_dir, args.out)
+    take_screenshots(args.data_dir, args.out, pages=args.pages)
     return 0
 
 
