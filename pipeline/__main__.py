@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--chain-probability", type=float, default=0.0, metavar="P",
                           help="share of items recorded through a drawn room, microphone, EQ, compressor, noise and"
                                " bitrate (default 0)")
+    generate.add_argument("--synth-probability", type=float, default=0.0, metavar="P",
+                          help="share of items played by procedural instruments (additive, FM, plucked, breath) instead"
+                               " of a soundfont (default 0)")
+    generate.add_argument("--voice-probability", type=float, default=0.0, metavar="P",
+                          help="share of items sung by the procedural singing voice: one line, top voice or one part"
+                               " (default 0)")
     generate.add_argument("--cluster", metavar="ADDRESS", help="run items on a Dask scheduler, e.g. tcp://host:8786")
     generate.add_argument("--data-dir", default="data", help="folder for the catalog and the dataset's files")
 
@@ -85,7 +91,8 @@ def _generate(args) -> int:
         limit=args.limit, clip_seconds=args.clip_seconds, workers=args.workers, seed=args.seed,
         data_dir=args.data_dir, mix_probability=args.mix_probability, render_drums=args.render_drums,
         bitrate=args.bitrate, performance_probability=args.performance_probability,
-        chain_probability=args.chain_probability, cluster=args.cluster, progress=sys.stderr.isatty()))
+        chain_probability=args.chain_probability, synth_probability=args.synth_probability,
+        voice_probability=args.voice_probability, cluster=args.cluster, progress=sys.stderr.isatty()))
     print(f"dataset {summary.dataset}: {summary.done} done, {summary.failed} failed of {summary.total} items;"
           f" made {summary.made_now} now in {summary.wall_s:.1f} s ({summary.speed:.0f}x real time)")
     for reason, count in summary.failures.items():

@@ -79,6 +79,11 @@ MIGRATIONS = (
         started_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP, finished_at TIMESTAMP, report JSON,
         message VARCHAR);
     """,
+    # 7: which renderer played each item (fluidsynth, synth, voice) and a procedural renderer's drawn parameters
+    """
+    ALTER TABLE items ADD COLUMN renderer VARCHAR;
+    ALTER TABLE items ADD COLUMN timbre JSON;
+    """,
 )
 
 

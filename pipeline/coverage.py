@@ -174,6 +174,28 @@ def expression_coverage(data_dir: str | Path, name: str) -> pd.DataFrame:
     return table.sort_values(["stage", "items", "what"], ascending=[False, False, True], ignore_index=True)
 
 
+def renderer_coverage(data_dir: str | Path, name: str) -> pd.DataFrame:
+    """Done items and hours by renderer and what it drew: columns renderer ('fluidsynth', 'synth', 'voice'),
+    kind (the soundfont's file name; the synth's models, e.g. 'fm + plucked'; the singer's voice), items, hours.
+    Items made before renderers were recorded count as FluidSynth's."""
+    frame = _query(data_dir, "SELECT coalesce(renderer, 'fluidsynth') AS renderer, soundfont, timbre, duration_s"
+                             " FROM items WHERE dataset = ? AND status = 'done'", [_known(data_dir, name)])
+    kinds = []
+    for renderer, soundfont, timbre in zip(frame["renderer"], frame["soundfont"], frame["timbre"]):
+        drawn = json.loads(timbre) if isinstance(timbre, str) else {}
+        if renderer == "synth":
+            kinds.append(" + ".join(sorted({part["model"] for part in drawn.get("timbres", [])})))
+        elif renderer == "voice":
+            kinds.append(drawn.get("singer", {}).get("voice", "voice"))
+        else:
+            kinds.append(Path(str(soundfont)).name)
+    frame["kind"] = kinds
+    table = frame.groupby(["renderer", "kind"], as_index=False).agg(items=("duration_s", "size"),
+                                                                    hours=("duration_s", "sum"))
+    table["hours"] /= 3600.0
+    return table.sort_values(["renderer", "items"], ascending=[True, False], ignore_index=True)
+
+
 def pitch_family_matrix(data_dir: str | Path, name: str) -> pd.DataFrame:
     """Notes per instrument family and key: [families, N_KEYS], zeros included, so missing keys show as gaps.
 

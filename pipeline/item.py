@@ -30,6 +30,7 @@ from .performance import perform
 from .preview import write_preview
 from .recording_chain import Chain, apply_chain, backing_drums
 from .render import Effects, render
+from .renderers import FLUIDSYNTH, RENDERER_STREAM, draw_renderer, render_procedural
 from .sources import PROCEDURAL_SECONDS, SourceRef
 
 # Performances and recording chains draw from streams of their own, so turning them on or off leaves everything
@@ -56,6 +57,8 @@ class ItemSpec:
     cache_dir: str  # converted corpus pieces
     performance_probability: float = 0.0  # chance the item is played as a performance (pipeline.performance)
     chain_probability: float = 0.0  # chance the item goes through a recording chain (pipeline.recording_chain)
+    synth_probability: float = 0.0  # chance the item is played by procedural instruments (pipeline.synth)
+    voice_probability: float = 0.0  # chance the item is sung (pipeline.voice)
 
 
 @dataclass
@@ -70,6 +73,8 @@ class ItemResult:
     effects: dict | None = None
     performance: dict | None = None  # what the performance did (per part and counted), None when played as written
     chain: dict | None = None  # the recording chain's settings, None when there was none
+    renderer: str = FLUIDSYNTH  # 'fluidsynth', 'synth' or 'voice' (pipeline.renderers)
+    timbre: dict | None = None  # a procedural renderer's drawn instruments or singer, None for FluidSynth
     clip_start_s: float | None = None
     duration_s: float | None = None
     files: dict[str, str] = field(default_factory=dict)  # kind -> file name inside the items folder
@@ -156,9 +161,21 @@ def _make(spec: ItemSpec, result: ItemResult) -> None:
                           noise_snr_db=None if chain.noise is not None else effects.noise_snr_db)
         result.effects = asdict(effects)
 
+    renderer_rng = np.random.default_rng([spec.seed, RENDERER_STREAM])
+    result.renderer = draw_renderer(renderer_rng, synth_probability=spec.synth_probability,
+                                    voice_probability=spec.voice_probability)
     with clock("render"):
-        audio = render(parts, arrangement.duration_s, soundfont=soundfont, effects=effects, rng=rng,
-                       performed=performed)
+        if result.renderer == FLUIDSYNTH:
+            audio = render(parts, arrangement.duration_s, soundfont=soundfont, effects=effects, rng=rng,
+                           performed=performed)
+        else:
+            audio, played, result.timbre = render_procedural(
+                result.renderer, played, [part for part in parts if part.is_drum], arrangement.duration_s,
+                soundfont=soundfont, effects=effects, rng=renderer_rng)
+            label_notes = remove_self_overlaps([note for _, notes in played for note in notes])
+            result.soundfont, result.effects = result.renderer, {**result.effects, "reverb": 0.0, "chorus": 0.0}
+            result.programs = [program for program, _ in played]
+            result.families = sorted({family_of(program) for program in result.programs})
     if chain is not None:
         with clock("chain"):
             audio = apply_chain(audio, chain, chain_rng)

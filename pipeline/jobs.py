@@ -28,6 +28,7 @@ from .item import ItemResult, ItemSpec, item_seed, make_item
 from .pool import run_tolerant, start_server
 from .recording import ResultWriter
 from .render import check_soundfont, default_soundfont
+from .renderers import check_probabilities
 from .sources import BUILTIN, builtin_refs, convert_many, scan_folder
 
 DEFAULT_BUILTIN_LIMIT = 100
@@ -35,7 +36,8 @@ DEFAULT_CLIP_SECONDS = 30.0
 DEFAULT_MIX_PROBABILITY = 0.25
 DEFAULT_SOUNDFONT_NAME = "default"  # a --soundfont value meaning the embedded TimGM6mb
 # Settings added after datasets existed: a stored config without them was made with these values.
-LEGACY_CONFIG = {"performance_probability": 0.0, "chain_probability": 0.0}
+LEGACY_CONFIG = {"performance_probability": 0.0, "chain_probability": 0.0, "synth_probability": 0.0,
+                 "voice_probability": 0.0}
 
 
 @dataclass
@@ -54,6 +56,8 @@ class GenerateOptions:
     bitrate: str = "64k"
     performance_probability: float = 0.0
     chain_probability: float = 0.0
+    synth_probability: float = 0.0
+    voice_probability: float = 0.0
     cluster: str | None = None
     progress: bool = False
 
@@ -230,6 +234,7 @@ def _config(options: GenerateOptions) -> dict:
                         ("--chain-probability", options.chain_probability)):
         if not 0.0 <= value <= 1.0:
             raise Mp3MidiError(f"{flag} must lie in [0, 1]; got {value}")
+    check_probabilities(synth_probability=options.synth_probability, voice_probability=options.voice_probability)
     return {
         "source": source,
         "soundfonts": list(soundfonts),
@@ -241,6 +246,8 @@ def _config(options: GenerateOptions) -> dict:
         "bitrate": options.bitrate,
         "performance_probability": options.performance_probability,
         "chain_probability": options.chain_probability,
+        "synth_probability": options.synth_probability,
+        "voice_probability": options.voice_probability,
     }
 
 

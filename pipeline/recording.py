@@ -16,7 +16,7 @@ FLUSH_EVERY_S = 2.0  # each flush opens the catalog, about 0.1 s of the coordina
 FLUSH_EVERY_ITEMS = 64
 _RESULT_COLUMNS = ("status", "error", "soundfont", "programs", "families", "is_mix", "effects", "clip_start_s",
                    "duration_s", "n_notes", "audio_path", "features_path", "preview_path", "mp3_bytes", "performance",
-                   "chain")
+                   "chain", "renderer", "timbre")
 _TIMED_STAGES = ("perform", "render", "chain", "encode", "decode", "features", "labels", "preview")
 
 
@@ -77,7 +77,8 @@ def _write_items(connection, job_id: str, batch: list[ItemResult]) -> None:
         json.dumps(r.effects) if r.effects else None, r.clip_start_s, r.duration_s,
         len(r.notes) if r.status == "done" else None, r.files.get("audio"), r.files.get("features"),
         r.files.get("preview"), r.mp3_bytes, json.dumps(r.performance) if r.performance else None,
-        json.dumps(r.chain) if r.chain else None, *(r.timings.get(stage) for stage in _TIMED_STAGES)) for r in batch],
+        json.dumps(r.chain) if r.chain else None, r.renderer if r.status == "done" else None,
+        json.dumps(r.timbre) if r.timbre else None, *(r.timings.get(stage) for stage in _TIMED_STAGES)) for r in batch],
         columns=["item_id", *_RESULT_COLUMNS, *(f"{stage}_s" for stage in _TIMED_STAGES)])
     # One statement for the batch (a row at a time costs 3-4 ms each); missing numbers arrive as NaN, read as NULL.
     assignments = ", ".join(f"{column} = r.{column}" for column in results.columns[1:])
