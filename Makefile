@@ -8,7 +8,16 @@ APT_PACKAGES := libfluidsynth3
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-TRAIN_SOUNDFONT := /usr/share/sounds/sf3/FluidR3Mono_GM.sf3
+# Training hears every Debian General MIDI bank of its own lineage: TimGM6mb ('default', inside pretty_midi), the
+# FluidR3 family (FluidR3_GM and its mono .sf3) and an OPL3 FM chip emulation. Two banks stay out of training:
+# MuseScore General Lite (partly derived from FluidR3: unseen, related) and csound's sf_GMbank (unrelated).
+# (fluid-soundfont-gs's FluidR3_GS.sf2 holds only GS variation presets, no General MIDI bank 0: not used.)
+TRAIN_SOUNDFONTS := default /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 \
+  /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
+TRAIN_BANK_PACKAGES := fluid-soundfont-gm fluidr3mono-gm-soundfont opl3-soundfont
+# Shares of training items played by procedural instruments and sung by the procedural voice (pipeline.renderers)
+SYNTH_PROBABILITY ?= 0.2
+VOICE_PROBABILITY ?= 0.1
 UNSEEN_SOUNDFONT := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 UNRELATED_SOUNDFONT := /usr/share/sounds/sf2/sf_GMbank.sf2
 FM_SOUNDFONT := /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
@@ -56,15 +65,16 @@ bench: setup
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/transcribe.py
 
-# The committed default model: built-in data rendered with two soundfonts, trained with a fixed seed on the CPU,
-# then scored on pieces it never saw, rendered with a third soundfont it never heard and with a fourth, unrelated
-# General MIDI bank (csound's).
+# The committed default model: built-in data rendered with the training banks above, procedural instruments and a
+# singing voice, trained with a fixed seed on the CPU, then scored on pieces it never saw, rendered with a soundfont
+# it never heard and with an unrelated General MIDI bank (csound's).
 train-default: setup
-	$(MAKE) system APT_PACKAGES="fluidr3mono-gm-soundfont musescore-general-soundfont-small csound-soundfont"
-	$(PY) -m pipeline generate --name builtin-train --limit 160 --seed 0 --soundfont default $(TRAIN_SOUNDFONT)
+	$(MAKE) system APT_PACKAGES="$(TRAIN_BANK_PACKAGES) musescore-general-soundfont-small csound-soundfont"
+	$(PY) -m pipeline generate --name builtin-train --limit 160 --seed 0 --soundfont $(TRAIN_SOUNDFONTS) \
+	  --synth-probability $(SYNTH_PROBABILITY) --voice-probability $(VOICE_PROBABILITY)
 	$(PY) benchmarks/procedural_midi.py --out data/procedural-midi --count 360 --first-seed 100000
 	$(PY) -m pipeline generate --name procedural-train --source data/procedural-midi --seed 0 \
-	  --soundfont default $(TRAIN_SOUNDFONT)
+	  --soundfont $(TRAIN_SOUNDFONTS) --synth-probability $(SYNTH_PROBABILITY) --voice-probability $(VOICE_PROBABILITY)
 	$(PY) -m model train --dataset builtin-train procedural-train --run default --steps $(TRAIN_STEPS) \
 	  --batch-size 12 --eval-every 300 --seed 0 --threads 2
 	cp data/runs/default/best.pt model/checkpoints/default.pt
