@@ -114,3 +114,19 @@ def test_bad_shares_stop_generate_with_one_line(tmp_path: Path):
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: --synth-probability and --voice-probability add up to more than 1"
                                    " (0.8 + 0.4)")
+
+
+def test_performed_and_chained_items_play_the_performance_notes_procedurally(procedural: Path):
+    """A performance's label notes (humanized, pedalled) are what the procedural renderers play and label."""
+    data = procedural / "data"
+    generate(GenerateOptions(name="performed", source=str(procedural / "midi"), data_dir=str(data), workers=1,
+                             clip_seconds=2.0, limit=4, synth_probability=0.5, voice_probability=0.5,
+                             performance_probability=1.0, chain_probability=1.0, seed=5))
+    rows, noted = _rows(data, "performed")
+    assert [row[1] for row in rows] == ["done"] * 4
+    with connect(data, read_only=True) as connection:
+        performed = connection.execute("SELECT count(*) FROM items WHERE dataset = 'performed'"
+                                       " AND performance IS NOT NULL AND chain IS NOT NULL").fetchone()[0]
+    assert performed == 4 and {row[2] for row in rows} <= {SYNTH, VOICE}
+    for item_id, *_ in rows:
+        assert noted[item_id] > 0
