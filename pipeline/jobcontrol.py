@@ -69,6 +69,10 @@ def generation_arguments(options: GenerateOptions) -> list[str]:
         arguments += ["--performance-probability", str(options.performance_probability)]
     if options.chain_probability:
         arguments += ["--chain-probability", str(options.chain_probability)]
+    if options.synth_probability:
+        arguments += ["--synth-probability", str(options.synth_probability)]
+    if options.voice_probability:
+        arguments += ["--voice-probability", str(options.voice_probability)]
     if options.cluster:
         arguments += ["--cluster", options.cluster]
     return arguments
@@ -97,7 +101,8 @@ def resume_options(data_dir: str | Path, dataset: str, *, workers: int) -> Gener
         workers=workers, seed=config["seed"], data_dir=str(data_dir), mix_probability=config["mix_probability"],
         render_drums=config["render_drums"], bitrate=config["bitrate"],
         performance_probability=config.get("performance_probability", 0.0),
-        chain_probability=config.get("chain_probability", 0.0))
+        chain_probability=config.get("chain_probability", 0.0),
+        synth_probability=config.get("synth_probability", 0.0), voice_probability=config.get("voice_probability", 0.0))
 
 
 def cancel_generation(data_dir: str | Path, dataset: str) -> bool:

@@ -130,3 +130,13 @@ def test_performed_and_chained_items_play_the_performance_notes_procedurally(pro
     assert performed == 4 and {row[2] for row in rows} <= {SYNTH, VOICE}
     for item_id, *_ in rows:
         assert noted[item_id] > 0
+
+
+def test_a_dashboard_resume_keeps_the_renderer_shares(procedural: Path):
+    from pipeline.jobcontrol import generation_arguments, resume_options
+
+    options = resume_options(procedural / "data", "timbres", workers=1)
+    assert (options.synth_probability, options.voice_probability) == (0.5, 0.5)
+    arguments = generation_arguments(options)
+    assert arguments[arguments.index("--synth-probability") + 1] == "0.5"
+    assert arguments[arguments.index("--voice-probability") + 1] == "0.5"
