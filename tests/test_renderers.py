@@ -76,8 +76,8 @@ def test_coverage_page_shows_the_renderers(procedural: Path, monkeypatch):
     app.switch_page("app_pages/coverage.py").run()
     assert not app.exception
     assert "Renderers" in [header.value for header in app.subheader]
-    shown = [frame.value for frame in app.dataframe if "renderer" in frame.value.columns]
-    assert shown and set(shown[0]["renderer"]) == {SYNTH, VOICE}
+    shown = [table.value for table in app.table if table.value.index.name == "renderer"]
+    assert shown and set(shown[0].index) == {SYNTH, VOICE} and int(shown[0]["items"].sum()) == 6
 
 
 def test_by_default_every_item_is_played_by_fluidsynth(procedural: Path):

@@ -66,8 +66,7 @@ with coverage_tab:
         left.plotly_chart(charts.note_lengths(coverage.duration_histogram(data_dir(), name)))
         right.plotly_chart(charts.velocities(coverage.velocity_histogram(data_dir(), name)))
         st.subheader("Renderers")
-        st.dataframe(coverage.renderer_coverage(data_dir(), name), hide_index=True,
-                     column_config={"hours": st.column_config.NumberColumn(format="%.3f")})
+        st.table(coverage.renderer_coverage(data_dir(), name).round({"hours": 3}).set_index("renderer"))
         expression = coverage.expression_coverage(data_dir(), name)
         if expression.empty:
             st.caption("Every item was played as written and recorded dry: no performances or recording chains "
