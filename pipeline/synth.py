@@ -2,7 +2,7 @@
 seeded models so that no soundfont's sound is all the network ever hears.
 
 - ``additive``: harmonic partials with a random spectrum (tilt, odd/even balance, formant-like resonances, random
-  per-partial levels), slightly stretched partials, an attack brighter than the sustain;
+  per-partial levels), an attack brighter than the sustain;
 - ``fm``: a sine carrier at the key phase-modulated by an integer-ratio modulator whose index decays;
 - ``plucked``: struck/plucked modes in the manner of a Karplus-Strong string (pluck-position comb, higher partials
   dying faster, stiff-string inharmonicity), damped at the key's release;
@@ -84,8 +84,7 @@ class Timbre:
             partial_offsets_db=tuple(float(x) for x in rng.normal(0.0, rng.uniform(0.0, 6.0), max(MAX_PARTIALS.values()))),
             detune_cents=float(rng.uniform(-10.0, 10.0)))
         if model == "additive":
-            return cls(**common, stretch=float(rng.choice([0.0, _log_uniform(rng, 1e-5, 3e-4)])),
-                       attack_brightness_db=float(rng.uniform(0.0, 12.0)))
+            return cls(**common, attack_brightness_db=float(rng.uniform(0.0, 12.0)))
         if model == "fm":
             return cls(**common, fm_ratio=int(rng.integers(1, 5)), fm_index=float(rng.uniform(0.3, 5.0)),
                        fm_index_sustain=float(rng.uniform(0.1, 1.0)))
@@ -190,7 +189,7 @@ def _wavetable(timbre: Timbre, f0: float, position: np.ndarray, t: np.ndarray, v
     """[samples] float32 of harmonic partials read from one-period tables: the sustain's spectrum, plus a brighter
     attack fading with decay_s, plus noise wobble of the amplitude (breath)."""
     ratios, amplitudes = partial_levels(timbre, f0, velocity)
-    harmonics = np.round(ratios).astype(int)  # additive and breath partials are harmonic (stretch 0)
+    harmonics = np.round(ratios).astype(int)  # additive and breath partials are harmonic (they never draw a stretch)
     phases = np.exp(1j * rng.uniform(0.0, 2 * np.pi, len(harmonics)))
     index = (position * TABLE_SIZE).astype(np.intp)
     tone = _table(harmonics, amplitudes * phases)[index]

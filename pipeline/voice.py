@@ -261,8 +261,9 @@ def _resonators(centres: np.ndarray) -> np.ndarray:
     return np.stack([1.0 + a1 + a2, zeros, zeros, np.ones_like(a1), a1, a2], axis=1)
 
 
-def _add_consonant(consonants: np.ndarray, start: int, before: Note | None, rng: np.random.Generator) -> str:
-    """Noise of a drawn consonant ending at ``start`` (a plosive: a short burst), at most 80 ms long."""
+def _add_consonant(consonants: np.ndarray, start: int, before: Note | None, rng: np.random.Generator) -> str | None:
+    """Noise of a drawn consonant ending at ``start`` (a plosive: a short burst), at most 80 ms long and at most half
+    the time since the previous note began; returns its name, or None where there was no room for it."""
     name = list(CONSONANTS)[int(rng.integers(len(CONSONANTS)))]
     length = 0.012 if name == "t" else float(rng.uniform(0.03, 0.08))
     room = start / SAMPLE_RATE if before is None else max(start / SAMPLE_RATE - before.start_s, 0.0) / 2
