@@ -11,6 +11,7 @@ import sys
 from model.quantize import QUANTIZE_GRIDS
 from pipeline.constants import MAX_AUDIO_MINUTES
 from pipeline.errors import Mp3MidiError
+from pipeline.render import import_fluidsynth_quietly
 
 EXIT_USAGE = 2
 PROG = "python -m model"
@@ -130,6 +131,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    import_fluidsynth_quietly()
     try:
         if args.command == "finetune":
             return _finetune(args)

@@ -8,6 +8,7 @@ import sys
 
 from .constants import LOWEST_PITCH, N_KEYS
 from .errors import Mp3MidiError
+from .render import import_fluidsynth_quietly
 from .instruments import FAMILIES
 
 EXIT_USAGE = 2
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import_fluidsynth_quietly()
     try:
         if args.command == "generate":
             return _generate(args)
