@@ -46,7 +46,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q -e . --no-deps
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e . --no-deps  # quiet: setuptools warns that any editable install is one
 	@touch $(STAMP)
 
 run: setup
