@@ -64,11 +64,12 @@ def load_checkpoint(path: str | Path | None = None, *, map_location: str = "cpu"
 
 
 def checkpoint_thresholds(payload: dict) -> dict:
-    """The decoding thresholds chosen for this checkpoint on validation data (defaults for older checkpoints)."""
-    from .thresholds import DEFAULT_THRESHOLDS
+    """The decoding settings of this checkpoint: the thresholds chosen for it on validation data and the
+    expression rules (``model.thresholds.DECODING_SETTINGS`` where it has none of its own), as decode() keywords."""
+    from .thresholds import DECODING_SETTINGS
 
     metrics = payload.get("metrics", {})
-    return {key: float(metrics.get(key, value)) for key, value in DEFAULT_THRESHOLDS.items()}
+    return {key: float(metrics.get(key, value)) for key, value in DECODING_SETTINGS.items()}
 
 
 def model_from_checkpoint(payload: dict) -> Transcriber:

@@ -14,6 +14,29 @@ import numpy as np
 from pipeline.errors import Mp3MidiError
 
 DEFAULT_THRESHOLDS = {"onset_threshold": 0.5, "frame_threshold": 0.3}
+# The expression rules of model.decoding.decode (hysteresis, re-strike evidence, semitone fragments, blips), chosen
+# on real sung recordings kept for tuning and checked on synthesized instruments from a soundfont never heard (see
+# docs/MODEL_CARD.md, "Real singing"). DEFAULT_RULES are what every transcription gets: the two rules that helped
+# the voices without hurting the instruments. A checkpoint may carry its own values under the same names in its
+# metrics, as it does the thresholds (``model calibrate`` writes them). MONO_RULES go with ``mono`` (one note at a
+# time): the voice's full set, which splits fewer held notes but merges legato repeats on other instruments.
+DEFAULT_RULES = {"gap_ms": 50.0, "restrike_threshold": 0.0, "fragment_ms": 0.0, "min_sounding_ms": 35.0}
+MONO_RULES = {"gap_ms": 300.0, "restrike_threshold": 0.95, "fragment_ms": 240.0, "min_sounding_ms": 50.0}
+RULES_OFF = {"gap_ms": 0.0, "restrike_threshold": 0.0, "fragment_ms": 0.0, "min_sounding_ms": 0.0}  # as before
+
+
+def rules_for(*, mono: bool, polyphonic: dict | None = None, **given) -> dict:
+    """decode() keywords for the expression rules: each knob in ``given`` that is not None, else the mode's preset
+    (MONO_RULES with ``mono``; otherwise ``polyphonic``, a checkpoint's rules, or DEFAULT_RULES)."""
+    unknown = sorted(set(given) - set(DEFAULT_RULES))
+    if unknown:
+        raise Mp3MidiError(f"unknown decoding rule(s) {', '.join(unknown)}; the rules are {', '.join(DEFAULT_RULES)}")
+    preset = MONO_RULES if mono else {**DEFAULT_RULES, **{k: v for k, v in (polyphonic or {}).items()
+                                                          if k in DEFAULT_RULES}}
+    return {key: preset[key] if given.get(key) is None else given[key] for key in DEFAULT_RULES}
+
+
+DECODING_SETTINGS = {**DEFAULT_THRESHOLDS, **DEFAULT_RULES}
 MAX_CELLS = 2_000_000  # cells sampled per curve: enough for a stable curve, quick to sort
 BOUNDS = (0.05, 0.95)
 
@@ -49,7 +72,8 @@ def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Pa
               splits: tuple[str, ...] = ("validation",)) -> dict:
     """Choose thresholds on the items of ``datasets`` in ``splits`` (validation: never trained on; a user's own
     recordings may use all of theirs) and store them in the checkpoint file, with the scores of notes decoded at
-    those thresholds on the same items (so what it shows is what it does)."""
+    those thresholds on the same items (so what it shows is what it does), and with the expression rules of
+    decoding it keeps from now on (its own values if it has them, else ``DEFAULT_RULES``)."""
     from .checkpoints import load_checkpoint, model_from_checkpoint, write_payload
     from .data import load_items, reference_notes
     from .decoding import decode
@@ -63,14 +87,16 @@ def calibrate(checkpoint: str | Path, datasets: list[str], *, data_dir: str | Pa
         raise Mp3MidiError(f"the {' and '.join(splits)} split of {', '.join(datasets)} holds no items")
     outputs = [activations(model, item.features) for item in items]
     thresholds = choose_thresholds(outputs, [item.rolls for item in items])
+    metrics = payload.get("metrics", {})
+    settings = {**{key: float(metrics.get(key, value)) for key, value in DEFAULT_RULES.items()}, **thresholds}
     scores = mean_scores([
         score_notes(reference_notes(item), decode(out["onset"], out["frame"], offsets=out["offset"],
-                                                  velocities=out["velocity"], **thresholds), duration_s=item.duration_s)
+                                                  velocities=out["velocity"], **settings), duration_s=item.duration_s)
         for item, out in zip(items, outputs)])
     measured = {"onset_f1": scores.onset_f1, "offset_f1": scores.offset_f1, "frame_f1": scores.frame_f1,
                 "velocity_f1": scores.velocity_f1}
-    payload["metrics"] = {**payload.get("metrics", {}), **thresholds, **measured,
+    payload["metrics"] = {**metrics, **settings, **measured,
                           "calibrated_on": list(datasets), "calibration_splits": list(splits),
                           "calibration_items": len(items)}
     write_payload(checkpoint, payload)
-    return {**thresholds, **measured}
+    return {**settings, **measured}
