@@ -18,6 +18,7 @@ from model.checkpoints import checkpoint_thresholds, load_checkpoint
 from model.pitch_bends import DeviationGatherer
 from model.beats import checked_tempo, fixed_grid
 from model.transcribe import DEFAULT_PROGRAM, Transcription, transcribe
+from model.thresholds import DEFAULT_RULES
 from pipeline.constants import MAX_UPLOAD_MINUTES
 from pipeline.errors import Mp3MidiError
 from pipeline.features import frame_count
@@ -39,6 +40,7 @@ class DecodeSettings:
     program: int = DEFAULT_PROGRAM
     tempo_bpm: float | None = None  # None: the beats heard in the recording (a tempo map when they are steady)
     quantize: str | None = None
+    mono: bool = False  # one note at a time (a voice, a wind or a bass line)
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,22 @@ class NetworkPass:
 
 
 def default_settings(checkpoint: str | Path) -> DecodeSettings:
-    """The checkpoint's calibrated thresholds and the library's other defaults. Raises ``Mp3MidiError`` for a
+    """The checkpoint's calibrated thresholds and the library's other defaults (the checkpoint's expression rules
+    are applied by ``decoded``, not chosen on the page). Raises ``Mp3MidiError`` for a
     missing or damaged checkpoint."""
     path = Path(checkpoint)
     if not path.is_file():
         raise Mp3MidiError(f"no checkpoint at {str(path)!r}")
     thresholds = _thresholds(str(path.resolve()), path.stat().st_mtime)
     return DecodeSettings(onset_threshold=thresholds["onset_threshold"], frame_threshold=thresholds["frame_threshold"])
+
+
+def checkpoint_rules(checkpoint: str | Path) -> dict:
+    """The checkpoint's expression rules for polyphonic decoding (``model.thresholds.DEFAULT_RULES``' keys), cached;
+    mono decoding has its own (``MONO_RULES``)."""
+    path = Path(checkpoint)
+    thresholds = _thresholds(str(path.resolve()), path.stat().st_mtime)
+    return {key: thresholds[key] for key in DEFAULT_RULES}
 
 
 @lru_cache(maxsize=8)
@@ -114,5 +125,6 @@ def decoded(network_pass: NetworkPass, settings: DecodeSettings) -> Transcriptio
         transcription = dataclasses.replace(transcription, tempo_bpm=beats.tempo_bpm, beats=beats, warnings=warnings)
     return transcription.redecode(onset_threshold=settings.onset_threshold,
                                   frame_threshold=settings.frame_threshold, min_note_ms=settings.min_note_ms,
-                                  program=settings.program, quantize=settings.quantize)
+                                  program=settings.program, quantize=settings.quantize, mono=settings.mono,
+                                  **({} if settings.mono else checkpoint_rules(network_pass.key[1])))
 

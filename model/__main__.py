@@ -15,6 +15,7 @@ from pipeline.render import import_fluidsynth_quietly
 
 EXIT_USAGE = 2
 PROG = "python -m model"
+MONO_HELP = "one note at a time: for a voice, a wind or a bass line"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -65,6 +66,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default="data", help="folder holding the catalog and datasets")
     evaluate.add_argument("--max-minutes", type=float, default=MAX_AUDIO_MINUTES,
                           help=f"with --folder: leave out recordings longer than this (default {MAX_AUDIO_MINUTES})")
+    evaluate.add_argument("--mono", action="store_true", help=MONO_HELP)
 
     transcribe = commands.add_parser("transcribe", help="audio files to MIDI",
                                      description="Transcribe recordings (MP3, WAV, FLAC, OGG, M4A) to MIDI files.")
@@ -95,6 +97,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     transcribe.add_argument("--max-minutes", type=float, default=MAX_AUDIO_MINUTES,
                             help=f"refuse recordings longer than this (default {MAX_AUDIO_MINUTES}; memory grows by"
                                  " about 160 MB an hour)")
+    transcribe.add_argument("--mono", action="store_true", help=MONO_HELP)
 
     calibrate = commands.add_parser("calibrate", help="choose a checkpoint's decoding thresholds on validation data",
                                     description="Choose the onset and frame thresholds that score best on the "
@@ -161,9 +164,10 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_dataset, evaluate_folder, format_report
 
     if args.folder:
-        report = evaluate_folder(args.checkpoint, args.folder, max_minutes=args.max_minutes)
+        report = evaluate_folder(args.checkpoint, args.folder, max_minutes=args.max_minutes, mono=args.mono)
     else:
-        report = evaluate_dataset(args.checkpoint, args.dataset, split=args.split, data_dir=args.data_dir)
+        report = evaluate_dataset(args.checkpoint, args.dataset, split=args.split, data_dir=args.data_dir,
+                                  mono=args.mono)
     print(format_report(report))
     if args.json_out:
         from pipeline.atomic import atomic_path
@@ -217,7 +221,7 @@ def _transcribe(args) -> int:
             result = transcribe(Path(name), checkpoint=args.checkpoint, onset_threshold=args.onset_threshold,
                                 frame_threshold=args.frame_threshold, min_note_ms=args.min_note_ms,
                                 program=args.program, tempo=args.tempo, quantize=args.quantize, on_features=contours,
-                                max_minutes=args.max_minutes)
+                                max_minutes=args.max_minutes, mono=args.mono)
             _make_folder(target.parent)
             with atomic_path(target) as midi_partial:  # a .csv that cannot be written takes its .mid along
                 if contours is not None:

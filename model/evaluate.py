@@ -18,6 +18,7 @@ from .data import load_items, reference_notes
 from .decoding import decode
 from .inference import activations
 from .metrics import Scores, mean_scores, score_notes
+from .thresholds import rules_for
 from .transcribe import load_model, transcribe
 
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".m4a")
@@ -33,7 +34,9 @@ def _transcribe_features(model, features, **decode_options):
 def evaluate_dataset(checkpoint: str | Path | None, datasets: list[str], *, split: str = "test",
                      data_dir: str | Path = "data", **decode_options) -> dict:
     payload = load_checkpoint(checkpoint)
-    model, decode_options = model_from_checkpoint(payload), {**checkpoint_thresholds(payload), **decode_options}
+    settings = checkpoint_thresholds(payload)
+    rules = rules_for(mono=bool(decode_options.get("mono")), polyphonic=settings)
+    model, decode_options = model_from_checkpoint(payload), {**settings, **rules, **decode_options}
     items = load_items(data_dir, datasets, split)
     if not items:
         raise Mp3MidiError(f"the {split} split of {', '.join(datasets)} holds no items")
@@ -49,7 +52,8 @@ def evaluate_dataset(checkpoint: str | Path | None, datasets: list[str], *, spli
 def evaluate_folder(checkpoint: str | Path | None, folder: str | Path, **decode_options) -> dict:
     """Every audio file in ``folder`` (recursively) that has a ``.mid`` with the same stem beside it, transcribed
     by ``model.transcribe.transcribe`` (what users get: the same streaming, network and decoding), with the
-    checkpoint's thresholds unless ``decode_options`` (onset_threshold, frame_threshold, min_note_ms) say otherwise.
+    checkpoint's decoding settings unless ``decode_options`` (onset_threshold, frame_threshold, min_note_ms, mono)
+    say otherwise.
 
     A pair that cannot be read (audio that does not decode, a broken reference) is left out of the scores and
     listed under "failed" with its reason; the others are still scored. Raises when no pair can be scored.

@@ -37,6 +37,7 @@ from .beats import (DEFAULT_TEMPO_BPM, BeatGrid, checked_tempo, fixed_grid, onse
 from .decoding import decode
 from .quantize import QUANTIZE_GRIDS, checked_grid, quantized  # noqa: F401 - QUANTIZE_GRIDS for callers
 from .tempo_map import tempo_mapped_midi
+from .thresholds import rules_for
 
 DEFAULT_PROGRAM = 0  # acoustic grand piano
 SILENCE_PEAK = 1e-4
@@ -59,8 +60,16 @@ class Transcription:
             self.beats = fixed_grid(self.tempo_bpm, duration_s=self.duration_s)
 
     def redecode(self, *, onset_threshold: float = 0.5, frame_threshold: float = 0.3, min_note_ms: float = 50.0,
-                 program: int = DEFAULT_PROGRAM, quantize: str | None = None) -> "Transcription":
-        notes = _decode(self.activations, onset_threshold, frame_threshold, min_note_ms)
+                 program: int = DEFAULT_PROGRAM, quantize: str | None = None, mono: bool = False,
+                 gap_ms: float | None = None, restrike_threshold: float | None = None, fragment_ms: float | None = None,
+                 min_sounding_ms: float | None = None) -> "Transcription":
+        """The stored activations decoded again (no network): see ``model.decoding.decode`` for the knobs. ``mono``
+        gives one note at a time (a voice, a wind or a bass line); a rule left at None takes the mode's preset
+        (``model.thresholds.DEFAULT_RULES`` or ``MONO_RULES``)."""
+        rules = rules_for(mono=mono, gap_ms=gap_ms, restrike_threshold=restrike_threshold, fragment_ms=fragment_ms,
+                          min_sounding_ms=min_sounding_ms)
+        notes = _decode(self.activations, onset_threshold=onset_threshold, frame_threshold=frame_threshold,
+                        min_note_ms=min_note_ms, mono=mono, **rules)
         notes = quantized(notes, self.beats.beats_s, quantize)
         return Transcription(notes, self.tempo_bpm, to_midi(notes, beats=self.beats, program=program),
                              self.duration_s, self.activations, self.warnings, self.beats)
@@ -89,12 +98,14 @@ def load_model(checkpoint: str | Path | None = None):
 def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None = None,
                onset_threshold: float | None = None, frame_threshold: float | None = None, min_note_ms: float = 50.0,
                program: int = DEFAULT_PROGRAM, tempo: str | float = "auto", quantize: str | None = None,
-               window_frames: int | None = None, chunk_frames: int = CHUNK_FRAMES,
+               mono: bool = False, window_frames: int | None = None, chunk_frames: int = CHUNK_FRAMES,
                on_features: Callable[[np.ndarray], None] | None = None,
                max_minutes: float | None = MAX_AUDIO_MINUTES) -> Transcription:
     """Transcribe a file (MP3, WAV, FLAC, OGG, M4A) or mono [samples] float audio at SAMPLE_RATE.
 
-    Thresholds left at None take the values chosen for the checkpoint on validation data. ``window_frames`` (the
+    Thresholds left at None take the values chosen for the checkpoint on validation data; the expression rules
+    of decoding are the checkpoint's settings too (``model.checkpoints.checkpoint_thresholds``). ``mono``: one note
+    at a time, for a voice, a wind or a bass line, with ``model.thresholds.MONO_RULES``. ``window_frames`` (the
     network's windows, context included; None: ``model.inference.WINDOW_FRAMES``) and ``chunk_frames`` (the
     spectrogram's chunks) change only how the work is cut up and how much memory it takes, not the notes.
     ``on_features`` receives each [frames, N_BINS] piece of the spectrogram in order, for a caller that also shows
@@ -123,8 +134,9 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
     windows = activation_stream(model, itertools.chain(_emptied(head), features),
                                 window_frames=window_frames or WINDOW_FRAMES)
     probabilities = compact_activations(windows)
-    onset_threshold = thresholds["onset_threshold"] if onset_threshold is None else onset_threshold
-    frame_threshold = thresholds["frame_threshold"] if frame_threshold is None else frame_threshold
+    settings = {**thresholds, **rules_for(mono=mono, polyphonic=thresholds), "min_note_ms": min_note_ms, "mono": mono}
+    settings.update({name: value for name, value in (("onset_threshold", onset_threshold),
+                                                     ("frame_threshold", frame_threshold)) if value is not None})
     warnings = ["the audio is silent: the MIDI has no notes"] if signal.peak < SILENCE_PEAK else []
     duration_s = signal.samples / SAMPLE_RATE
     if fixed_tempo is None:
@@ -132,7 +144,7 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
         warnings += [beats.note] if beats.note and signal.peak >= SILENCE_PEAK else []
     else:
         beats = fixed_grid(fixed_tempo, duration_s=duration_s)
-    notes = quantized(_decode(probabilities, onset_threshold, frame_threshold, min_note_ms), beats.beats_s, quantize)
+    notes = quantized(_decode(probabilities, **settings), beats.beats_s, quantize)
     return Transcription(notes, beats.tempo_bpm, to_midi(notes, beats=beats, program=program), duration_s,
                          probabilities, warnings, beats)
 
@@ -212,10 +224,9 @@ def _gathering_envelope(pieces: Iterable[np.ndarray], envelope: list[np.ndarray]
         yield piece
 
 
-def _decode(probabilities, onset_threshold, frame_threshold, min_note_ms) -> list[Note]:
+def _decode(probabilities, **settings) -> list[Note]:
     return decode(probabilities["onset"], probabilities["frame"], offsets=probabilities["offset"],
-                  velocities=probabilities["velocity"], onset_threshold=onset_threshold,
-                  frame_threshold=frame_threshold, min_note_ms=min_note_ms)
+                  velocities=probabilities["velocity"], **settings)
 
 
 def checked_samples(audio: np.ndarray, *, max_seconds: float | None) -> np.ndarray:

@@ -91,6 +91,12 @@ def test_an_upload_shows_its_notes_and_sliders_only_redecode(tmp_path, monkeypat
     assert len(app.get("audio")) == 2  # the recording and the transcription played back
 
     network = app.session_state[STORE_KEY]
+    app.checkbox(key="mono").check().run()  # one note at a time: re-decoded, not transcribed again
+    assert app.session_state[STORE_KEY] is network and not app.exception
+    mono = sorted(app.dataframe[0].value.itertuples(), key=lambda r: r.start_s)
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(mono, mono[1:]))
+    assert all(found(played, [Note(r.start_s, r.end_s, r.pitch, r.velocity) for r in mono]) for played in PLAYED)
+    app.checkbox(key="mono").uncheck().run()
     slider(app, "Onset threshold").set_value(0.95).run()
     assert app.session_state[STORE_KEY] is network  # the network did not run again
     assert 0 < len(app.dataframe[0].value) < len(table)

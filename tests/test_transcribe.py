@@ -290,7 +290,7 @@ def test_redecode_reuses_the_kept_activations(seam_clip):
     assert all(a.dtype == np.float16 and a.shape == (frames, N_KEYS) for a in result.activations.values())
     model_thresholds = load_model()[1]
     assert result.redecode(**model_thresholds).notes == result.notes
-    stricter = result.redecode(onset_threshold=0.9, frame_threshold=model_thresholds["frame_threshold"])
+    stricter = result.redecode(onset_threshold=0.99, frame_threshold=model_thresholds["frame_threshold"])
     assert len(stricter.notes) < len(result.notes) and stricter.activations is result.activations
 
 

@@ -73,6 +73,8 @@ program = program_col.selectbox("Output instrument", PROGRAMS, index=DEFAULT_PRO
 pitch_bends = program_col.toggle("Pitch bends", help="Write each note's pitch contour as it was heard (vibrato, "
                                  "bends) as pitch-wheel events, one MIDI channel per sounding note; the playback "
                                  "below uses them too.")
+mono = st.checkbox("One note at a time", key="mono",
+                   help="For a voice, a wind instrument or a bass line: never two notes at once.")
 
 if uploaded is None:
     st.info(f"Upload a recording to transcribe it: {upload_help()} The model chosen above listens to it once; "
@@ -80,7 +82,7 @@ if uploaded is None:
     st.stop()
 
 settings = DecodeSettings(onset_threshold=onset, frame_threshold=frame, min_note_ms=min_note_ms, program=program,
-                          tempo_bpm=tempo_bpm, quantize=quantize)
+                          tempo_bpm=tempo_bpm, quantize=quantize, mono=mono)
 progress = st.progress(0.0, text=f"Transcribing {uploaded.name} ...")
 try:
     network = pass_for_upload(st.session_state, uploaded.name, uploaded.getvalue(), checkpoint=choice.path,
