@@ -75,6 +75,7 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 WARMUP_SECONDS = 2.0  # length of the sine tone basic-pitch transcribes once before the timed files
 WARMUP_HZ = 440.0
 WARMUP_AMPLITUDE = 0.5
+BASIC_PITCH_MIN_NOTE_MS = 127.70  # predict()'s default minimum_note_length
 EXIT_USAGE = 2
 METRICS = (("onset_f1", "onset F1"), ("offset_f1", "note+offset F1"), ("frame_f1", "frame F1"))
 SYSTEMS = ("ours", "basic_pitch")
@@ -121,11 +122,28 @@ def main(job_path):
             record = {"audio": relative, "midi": None, "notes": 0, "error": None}
             file_started = time.perf_counter()
             try:
-                _, midi_data, note_events = predict(folder / relative, model)  # default thresholds
-                out = out_dir / Path(relative).with_suffix(".mid")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                midi_data.write(str(out))
-                record.update(midi=str(out), notes=len(note_events))
+                if job.get("grid"):  # the network once, then its note creation at each (onset, frame) threshold pair
+                    from basic_pitch.constants import FFT_HOP
+                    from basic_pitch.inference import run_inference
+                    from basic_pitch.note_creation import model_output_to_notes
+
+                    output = run_inference(folder / relative, model)
+                    min_note_len = int(np.round(job["min_note_ms"] / 1000 * (AUDIO_SAMPLE_RATE / FFT_HOP)))
+                    record["grid"] = {}
+                    for onset, frame in job["grid"]:
+                        midi_data, note_events = model_output_to_notes(
+                            output, onset_thresh=onset, frame_thresh=frame, min_note_len=min_note_len)
+                        out = out_dir / f"onset{onset:g}-frame{frame:g}" / Path(relative).with_suffix(".mid")
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        midi_data.write(str(out))
+                        record["grid"][f"{onset:g},{frame:g}"] = str(out)
+                    record.update(notes=len(note_events))
+                else:
+                    _, midi_data, note_events = predict(folder / relative, model)  # default thresholds
+                    out = out_dir / Path(relative).with_suffix(".mid")
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    midi_data.write(str(out))
+                    record.update(midi=str(out), notes=len(note_events))
             except Exception as exc:  # one bad file must not end the run: it is scored as no notes
                 record["error"] = f"{type(exc).__name__}: {exc}"
             record["seconds"] = time.perf_counter() - file_started
@@ -238,13 +256,19 @@ def _run(command: list[str], what: str) -> None:
         raise Mp3MidiError(f"{what} failed (see the output above)")
 
 
-def _run_basic_pitch(folder: Path, audio: list[Path], out_dir: Path, scratch: Path, threads: int | None) -> dict:
-    """Transcribe every file with basic-pitch in its venv. Returns the helper's result: setup_s, total_s, files."""
+def _run_basic_pitch(folder: Path, audio: list[Path], out_dir: Path, scratch: Path, threads: int | None,
+                     grid: list[tuple[float, float]] | None = None) -> dict:
+    """Transcribe every file with basic-pitch in its venv. Returns the helper's result: setup_s, total_s, files.
+
+    With ``grid`` ((onset, frame) threshold pairs), its network runs once per file and its note creation once per
+    pair (minimum note length at its default), into ``out_dir/onset{o}-frame{f}/``; each file's record then maps
+    "o,f" to its MIDI under "grid"."""
     helper, job_path, result_path = scratch / "basic_pitch_helper.py", scratch / "job.json", scratch / "result.json"
     helper.write_text(HELPER, encoding="utf-8")
     job = {"folder": str(folder), "audio": [str(path.relative_to(folder)) for path in audio], "out_dir": str(out_dir),
            "threads": threads, "result_path": str(result_path), "warmup_seconds": WARMUP_SECONDS,
-           "warmup_hz": WARMUP_HZ, "warmup_amplitude": WARMUP_AMPLITUDE}
+           "warmup_hz": WARMUP_HZ, "warmup_amplitude": WARMUP_AMPLITUDE, "grid": grid,
+           "min_note_ms": BASIC_PITCH_MIN_NOTE_MS}
     job_path.write_text(json.dumps(job), encoding="utf-8")
     environment = dict(os.environ)
     if threads:
