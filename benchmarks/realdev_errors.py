@@ -1,6 +1,6 @@
 """Where a transcriber's errors lie on recordings with reference MIDI: timing, pitch, or notes split in pieces.
 
-Run by hand with the project venv:
+Run by hand with the project venv (the project installed into it, as ``make`` does):
     .venv/bin/python benchmarks/realdev_errors.py --folder DIR --halves DIR/halves.csv --half tune \
         [--checkpoint PATH] [--basic-pitch] [--tune-basic-pitch] [--bootstrap 1000] [--json OUT]
 DIR holds audio files with a reference ``.mid`` of the same stem beside each (the layout ``python -m model
@@ -44,15 +44,12 @@ from pathlib import Path
 import mir_eval
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from model.checkpoints import DEFAULT_CHECKPOINT  # noqa: E402
-from model.evaluate import folder_pairs  # noqa: E402
-from model.metrics import score_notes  # noqa: E402
-from pipeline.errors import Mp3MidiError  # noqa: E402
-from pipeline.midi_io import read_midi  # noqa: E402
-from pipeline.notes import Note, remove_self_overlaps  # noqa: E402
+from model.checkpoints import DEFAULT_CHECKPOINT
+from model.evaluate import folder_pairs
+from model.metrics import score_notes
+from pipeline.errors import Mp3MidiError
+from pipeline.midi_io import read_midi
+from pipeline.notes import Note, remove_self_overlaps
 
 EXIT_USAGE = 2
 HALVES = ("tune", "report", "all")
@@ -255,7 +252,7 @@ def _ours(pairs, checkpoint) -> dict[str, dict[str, list[Note]]]:
 def _basic_pitch(folder: Path, audio: list[Path], grid, keep: str | None) -> dict[str, dict[tuple, list[Note]]]:
     """basic-pitch's notes per file stem and (onset, frame) thresholds, through compare_basic_pitch's venv; from
     ``keep`` when a previous run left every file's MIDI there."""
-    from compare_basic_pitch import _ensure_venv, _run_basic_pitch
+    from benchmarks.compare_basic_pitch import _ensure_venv, _run_basic_pitch
 
     def midi_path(out_dir: Path, onset: float, frame: float, path: Path) -> Path:
         return out_dir / f"onset{onset:g}-frame{frame:g}" / path.relative_to(folder).with_suffix(".mid")
