@@ -259,13 +259,15 @@ def _basic_pitch(folder: Path, audio: list[Path], grid, keep: str | None) -> dic
 
     with tempfile.TemporaryDirectory(prefix="basic-pitch-") as scratch:
         out_dir = Path(keep).resolve() if keep else Path(scratch) / "midi"
-        done = out_dir / "done.json"
-        finished = json.loads(done.read_text()) if done.is_file() else []
+        done = out_dir / "done.json"  # the files (and the grid) a previous run finished
+        previous = json.loads(done.read_text()) if done.is_file() else {}
+        finished = previous.get("files", []) if previous.get("grid") == [list(pair) for pair in grid] else []
         missing = [path for path in audio if str(path) not in finished]
         if missing:
             _ensure_venv()
             _run_basic_pitch(folder, missing, out_dir, Path(scratch), None, grid=grid)
-            done.write_text(json.dumps(sorted({*finished, *map(str, missing)})))
+            done.write_text(json.dumps({"grid": [list(pair) for pair in grid],
+                                        "files": sorted({*finished, *map(str, missing)})}))
         return {path.stem: {(onset, frame): _notes_or_none(midi_path(out_dir, onset, frame, path))
                             for onset, frame in grid} for path in audio}
 

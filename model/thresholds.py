@@ -20,7 +20,7 @@ DEFAULT_THRESHOLDS = {"onset_threshold": 0.5, "frame_threshold": 0.3}
 # the voices without hurting the instruments. A checkpoint may carry its own values under the same names in its
 # metrics, as it does the thresholds (``model calibrate`` writes them). MONO_RULES go with ``mono`` (one note at a
 # time): the voice's full set, which splits fewer held notes but merges legato repeats on other instruments.
-DEFAULT_RULES = {"gap_ms": 50.0, "restrike_threshold": 0.0, "fragment_ms": 0.0, "min_sounding_ms": 35.0}
+DEFAULT_RULES = {"gap_ms": 50.0, "restrike_threshold": 0.0, "fragment_ms": 0.0, "min_sounding_ms": 20.0}
 MONO_RULES = {"gap_ms": 300.0, "restrike_threshold": 0.95, "fragment_ms": 240.0, "min_sounding_ms": 50.0}
 RULES_OFF = {"gap_ms": 0.0, "restrike_threshold": 0.0, "fragment_ms": 0.0, "min_sounding_ms": 0.0}  # as before
 
