@@ -7,6 +7,8 @@ same notes back, each edge rounded to the nearest frame.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from pipeline.constants import FRAMES_PER_SECOND, LOWEST_PITCH, MIDI_VELOCITY_MAX, N_KEYS
@@ -175,30 +177,46 @@ def _dipped_before(dipped: np.ndarray, onset: int, note_start: int) -> bool:
 def merged_fragments(spans: list[tuple[int, int, int]], fragment_frames: float) -> list[tuple[int, int, int]]:
     """Spans (start, end, key) with each one shorter than ``fragment_frames`` merged into the longest note a
     semitone away that is at least ``FRAGMENT_RATIO`` times as long and overlaps it or lies within
-    ``FRAGMENT_GAP_FRAMES``; the long note then covers both, cut where it would reach another note on its key."""
+    ``FRAGMENT_GAP_FRAMES``; the long note then covers both, cut where it would reach another note on its key.
+    Each fragment looks only at the notes near it on the two keys beside it (per-key lists in time order)."""
     spans = sorted(spans, key=lambda span: (span[1] - span[0], span[0]))  # shortest first
     alive = [True] * len(spans)
+    on_key: dict[int, list[int]] = {}  # key -> indices of its live spans, in time order (they never overlap)
+    for index in sorted(range(len(spans)), key=lambda i: spans[i][0]):
+        on_key.setdefault(spans[index][2], []).append(index)
     for index, (start, end, key) in enumerate(spans):
-        length = end - start
-        if length >= fragment_frames:
+        if end - start >= fragment_frames:
             break
-        host = None
-        for other in range(len(spans) - 1, index, -1):  # the longest first
-            o_start, o_end, o_key = spans[other]
-            if not alive[other] or (o_end - o_start) < FRAGMENT_RATIO * length:
-                continue
-            if abs(o_key - key) == 1 and o_start - FRAGMENT_GAP_FRAMES < end and start < o_end + FRAGMENT_GAP_FRAMES:
-                host = other
-                break
+        host = _fragment_host(spans, on_key, start, end, key)
         if host is None:
             continue
         h_start, h_end, h_key = spans[host]
-        same_key = [s for i, s in enumerate(spans) if alive[i] and i != host and s[2] == h_key]
-        new_start = max([min(start, h_start)] + [s[1] for s in same_key if s[1] <= h_start])
-        new_end = min([max(end, h_end)] + [s[0] for s in same_key if s[0] >= h_end])
-        spans[host] = (new_start, new_end, h_key)
+        order = on_key[h_key]
+        at = order.index(host)
+        before = spans[order[at - 1]][1] if at > 0 else 0
+        after = spans[order[at + 1]][0] if at + 1 < len(order) else max(end, h_end)
+        spans[host] = (max(min(start, h_start), before), min(max(end, h_end), after), h_key)
         alive[index] = False
+        on_key[key].remove(index)
     return [span for span, keep in zip(spans, alive) if keep]
+
+
+def _fragment_host(spans, on_key, start: int, end: int, key: int) -> int | None:
+    """The longest live span a semitone from key, near [start, end) and FRAGMENT_RATIO times as long, or None."""
+    length, best, best_length = end - start, None, 0
+    for other_key in (key - 1, key + 1):
+        order = on_key.get(other_key, [])
+        position = bisect.bisect_left(order, end + FRAGMENT_GAP_FRAMES, key=lambda i: spans[i][0])
+        for index in reversed(order[max(0, position - _FRAGMENT_LOOKBACK):position]):
+            o_start, o_end, _ = spans[index]
+            if o_end + FRAGMENT_GAP_FRAMES <= start:
+                break  # this one and every earlier one on the key ended too long before
+            if o_end - o_start >= FRAGMENT_RATIO * length and o_end - o_start > best_length:
+                best, best_length = index, o_end - o_start
+    return best
+
+
+_FRAGMENT_LOOKBACK = 64  # spans on a key that can overlap one fragment: a handful; this bounds the scan anyway
 
 
 def monophonic(spans: list[tuple[int, int, int]], frames: np.ndarray) -> list[tuple[int, int, int]]:
