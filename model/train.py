@@ -40,7 +40,7 @@ from .decoding import decode
 from .inference import activations
 from .metrics import mean_scores, score_notes
 from .network import ModelConfig, Transcriber, config_for, losses, parameter_count
-from .thresholds import choose_thresholds
+from .thresholds import DEFAULT_RULES, choose_thresholds
 
 WARMUP_STEPS = 200
 FINAL_LR_FRACTION = 0.1
@@ -312,8 +312,8 @@ def evaluate_model(model: Transcriber, items, validation_crops: CropDataset, *, 
         batch = _batch(validation_crops, start // 8, 8, device)
         crop_losses.append(float(losses(model(batch["features"]), batch)["total"]))
     outputs = [activations(model, item.features, device=device) for item in items]
-    if thresholds is None:
-        thresholds = choose_thresholds(outputs, [item.rolls for item in items])
+    if thresholds is None:  # with the expression rules of decoding the checkpoint will keep (as transcription does)
+        thresholds = {**choose_thresholds(outputs, [item.rolls for item in items]), **DEFAULT_RULES}
     scores = []
     for item, probabilities in zip(items, outputs):
         notes = decode(probabilities["onset"], probabilities["frame"], offsets=probabilities["offset"],
