@@ -40,7 +40,7 @@ def median_seconds(work, repeats: int) -> float:
 
 
 def training_step_s(size: str, repeats: int) -> float:
-    keep_freed_memory(TRAINING_BLOCK_BYTES)  # as model.train sets it
+    keep_freed_memory(TRAINING_BLOCK_BYTES)  # as `python -m model train` sets it
     model = Transcriber(config_for(size)).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters())
     features = torch.rand(BATCH, CROP_FRAMES, N_BINS)
@@ -55,7 +55,7 @@ def training_step_s(size: str, repeats: int) -> float:
 
 
 def inference_s(size: str, repeats: int) -> float:
-    keep_freed_memory(WORKING_BLOCK_BYTES)  # as transcription sets it
+    keep_freed_memory(WORKING_BLOCK_BYTES)  # as `python -m model transcribe` sets it
     model = folded(Transcriber(config_for(size)))
     features = np.random.default_rng(0).random((int(INFERENCE_SECONDS * FRAMES_PER_SECOND), N_BINS), np.float32)
     return median_seconds(lambda: activations(model, features), repeats)

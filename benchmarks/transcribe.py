@@ -114,7 +114,7 @@ def in_process(path: Path, repeats: int) -> dict[str, float]:
     from pipeline.features import spectrogram
 
     torch.set_num_threads(THREADS)
-    keep_freed_memory()  # as transcribe() does
+    keep_freed_memory()  # as `python -m model transcribe` does (transcribe() itself leaves the allocator alone)
     model, thresholds = load_model()
     timings: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "transcribe")}
     for repeat in range(repeats + 1):  # the first run is a warm-up: CQT filters, oneDNN kernels

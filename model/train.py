@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.allocator import TRAINING_BLOCK_BYTES, keep_freed_memory
 from pipeline.errors import Mp3MidiError
 
 from . import runs
@@ -192,7 +191,6 @@ def train(options: TrainOptions) -> dict:
     latest = directory / "latest.pt"
     if options.threads:
         torch.set_num_threads(options.threads)
-    keep_freed_memory(TRAINING_BLOCK_BYTES)
     torch.manual_seed(options.seed)
 
     train_items = load_items(options.data_dir, options.datasets, "train")

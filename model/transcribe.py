@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from pipeline.allocator import keep_freed_memory
 from pipeline.audio import audio_blocks, duration_text
 from pipeline.constants import MAX_AUDIO_MINUTES, SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
@@ -116,7 +115,6 @@ def transcribe(audio: str | Path | np.ndarray, *, checkpoint: str | Path | None 
         raise Mp3MidiError(f"program must be a General MIDI program 0-127; got {program}")
     checked_grid(quantize)
     fixed_tempo = None if tempo == "auto" else checked_tempo(tempo)
-    keep_freed_memory()  # the CQT's chunks and the network's windows reuse their buffers
     signal = _Signal()
     max_seconds = None if max_minutes is None else max_minutes * 60
     blocks = audio_blocks(audio, max_seconds=max_seconds) if not isinstance(audio, np.ndarray) else \

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from . import procedural
-from .allocator import keep_freed_memory
 from .arrange import arrange
 from .atomic import WriteFailed, partial_path
 from .audio import encode_mp3, load_audio
@@ -91,7 +90,6 @@ def item_seed(dataset_seed: int, content_hash: str) -> int:
 
 
 def make_item(spec: ItemSpec) -> ItemResult:
-    keep_freed_memory()  # a worker's items reuse each other's buffers (renders, CQT octaves)
     result = ItemResult(item_id=spec.item_id, status="failed")
     try:
         _make(spec, result)

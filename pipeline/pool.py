@@ -18,6 +18,8 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from typing import Callable, Iterable, Iterator, TypeVar
 
+from .allocator import WORKING_BLOCK_BYTES, keep_freed_memory
+
 # Workers fork from a server process that holds no job state and no open database, only imported modules
 # (start_server); OpenBLAS, the one library there with threads, re-creates them in each child after a fork.
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -54,10 +56,12 @@ def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, worke
 
 
 def _start_worker(coordinator: int) -> None:
-    """A worker's first act. The cyclic collector stops walking what the imports made (``gc.freeze``), and the
+    """A worker's first act. The cyclic collector stops walking what the imports made (``gc.freeze``), the
+    allocator keeps the buffers tasks free for the next task (``pipeline.allocator``: the process is ours), and the
     worker exits with the process that hands it tasks: after a kill -9 there, workers would otherwise wait for
     tasks forever, each holding its buffers. (Linux: a pidfd becomes readable when its process ends.)"""
     gc.freeze()
+    keep_freed_memory(WORKING_BLOCK_BYTES)
     try:
         handle = os.pidfd_open(coordinator)
     except ProcessLookupError:  # gone already

@@ -15,6 +15,13 @@ def failed(task: int, reason: str) -> str:
     return f"{task} failed: {reason}"
 
 
+def allocator_setting(task: int) -> int | None:
+    """What the worker's start-up set for glibc's allocator (``pipeline.allocator``)."""
+    from pipeline.allocator import applied_block_bytes
+
+    return applied_block_bytes()
+
+
 def report_pid_then_wait(folder: str) -> None:
     """Leave this worker's pid in ``folder``, then take a long time, as a big item would."""
     import time

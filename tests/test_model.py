@@ -255,3 +255,31 @@ def test_export_then_evaluate_a_folder(tiny, tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(Mp3MidiError, match="no audio file with a reference .mid"):
         evaluate_folder(checkpoint, tmp_path / "nothing")
+
+
+# A fresh process trains through the library, then through `python -m model train`, printing what it set for
+# glibc's allocator (pipeline.allocator) after each: only the command line, the process's entry point, sets it.
+TRAIN_THEN_CLI = """
+import json, sys
+from model.__main__ import main
+from model.train import TrainOptions, train
+from pipeline.allocator import applied_block_bytes
+data = sys.argv[1]
+train(TrainOptions(datasets=["tiny"], run="allocator-library", steps=1, batch_size=2, crop_frames=120, eval_every=1,
+                   eval_items=1, data_dir=data))
+seen = [applied_block_bytes()]
+assert main(["train", "--dataset", "tiny", "--run", "allocator-cli", "--steps", "1", "--batch-size", "2",
+             "--eval-every", "1", "--data-dir", data]) == 0
+seen.append(applied_block_bytes())
+print(json.dumps(seen))
+"""
+
+
+def test_training_leaves_the_allocator_to_its_command_line(tiny):
+    from pipeline.allocator import TRAINING_BLOCK_BYTES
+    from tests.test_allocator import GLIBC
+
+    result = subprocess.run([sys.executable, "-c", TRAIN_THEN_CLI, str(tiny)], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [None, TRAINING_BLOCK_BYTES if GLIBC else None]
