@@ -36,17 +36,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(data_dir: str | Path, *, port: int | None = None,
+def streamlit_server(data_dir: str | Path, *, port: int | None = None, address: str | None = HOST,
                      timeout_s: float = START_TIMEOUT_S) -> Iterator[str]:
     """Run ``streamlit run dashboard/app.py`` on ``data_dir`` and yield its base URL once it answers.
 
-    The server runs from the repository root (so .streamlit/config.toml applies) and is stopped on exit. Raises
-    ``RuntimeError`` with the end of its output if it exits or stays silent for ``timeout_s``.
+    ``address`` is passed as ``--server.address``; None passes none, so the address comes from
+    .streamlit/config.toml as with the documented command (the URL is then on HOST). The server runs from the
+    repository root (so that file applies) and is stopped on exit. Raises ``RuntimeError`` with the end of its
+    output if it exits or stays silent for ``timeout_s``.
     """
     port = port or free_port()
-    url = f"http://{HOST}:{port}"
+    url = f"http://{address or HOST}:{port}"
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
-               "--server.address", HOST, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    if address is not None:
+        command += ["--server.address", address]
     env = {**os.environ, "MP3_TO_MIDI_DATA": str(Path(data_dir).resolve())}
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -13,7 +13,7 @@ from pipeline.audio import load_audio
 from pipeline.constants import MAX_UPLOAD_MINUTES
 from pipeline.errors import Mp3MidiError
 
-MAX_UPLOAD_MB = 50  # the Transcribe page's own limit, below the server's (.streamlit/config.toml)
+MAX_UPLOAD_MB = 50  # per file, stated on the Transcribe page; the server's own (.streamlit/config.toml) is equal
 BYTES_PER_MB = 2**20  # Streamlit counts upload limits in MiB
 AUDIO_MIME = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "m4a": "audio/mp4"}
 AUDIO_SUFFIXES = tuple(AUDIO_MIME)

@@ -15,7 +15,7 @@ import pandas as pd
 from .background import Launched, is_alive, launch, log_path, log_tail, stop
 from .catalog import connect
 from .errors import Mp3MidiError
-from .jobs import GenerateOptions, check_options
+from .jobs import GenerateOptions, check_options, resolved_options
 
 ACTIVE = ("planning", "running")
 
@@ -79,7 +79,9 @@ def generation_arguments(options: GenerateOptions) -> list[str]:
 
 
 def start_generation(options: GenerateOptions) -> Launched:
-    """Check ``options`` and launch the job in its own process; refuses while the dataset has a live job."""
+    """Check ``options`` and launch the job in its own process; refuses while the dataset has a live job. The
+    child gets the paths resolved here (``resolved_options``), never the form's text as typed."""
+    options = resolved_options(options)
     check_options(options)
     current = job_progress(options.data_dir, options.name)
     if current is not None and current.active:

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -214,6 +214,16 @@ def check_options(options: GenerateOptions) -> dict:
     if row is not None:
         _check_same_config(options.name, json.loads(row[0]), config)
     return config
+
+
+def resolved_options(options: GenerateOptions) -> GenerateOptions:
+    """``options`` with the MIDI folder, the soundfonts and the data folder checked and made absolute (``~``
+    expanded, the caller's working folder applied), for a child process that starts elsewhere and must read the
+    same files: a relative or ``-``-led path can mean nothing else there. Raises ``Mp3MidiError`` as
+    ``check_options`` does for a folder or soundfont that is not there."""
+    config = _config(options)
+    return replace(options, source=config["source"], soundfonts=tuple(config["soundfonts"]),
+                   data_dir=str(Path(options.data_dir).expanduser().resolve()))
 
 
 def _config(options: GenerateOptions) -> dict:

@@ -128,3 +128,27 @@ def test_installed_soundfonts_list_the_default_first_and_user_files(tmp_path: Pa
     found = installed_soundfonts(tmp_path)
     assert found[0] == default_soundfont() and str(folder / "mine.SF2") in found
     assert not any(path.endswith(".txt") for path in found)
+
+
+def test_the_child_gets_the_forms_paths_resolved(tmp_path: Path, monkeypatch):
+    """A relative folder, one whose name starts with '-' (which the child's parser would read as an option), and
+    a soundfont under '~' reach the job as absolute paths, the ones the dashboard's process checked."""
+    import shutil
+
+    from pipeline.render import default_soundfont
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    write_piece(work / "-midi" / "one.mid", n_notes=4)
+    (home / "fonts").mkdir(parents=True)
+    shutil.copy(default_soundfont(), home / "fonts" / "mine.sf2")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    launched = start_generation(GenerateOptions(name="paths", source="-midi", soundfonts=("~/fonts/mine.sf2",),
+                                                data_dir="data", workers=1, clip_seconds=1.0))
+    command = list(launched.command)
+    assert command[command.index("--source") + 1] == str(work / "-midi")
+    assert command[command.index("--soundfont") + 1] == str(home / "fonts" / "mine.sf2")
+    assert command[command.index("--data-dir") + 1] == str(work / "data")
+    progress = wait_for(lambda: (p := job_progress(work / "data", "paths")) and p.status == "done" and p)
+    assert (progress.done, progress.total) == (1, 1)
+    wait_for(lambda: not is_alive(launched.pid))
