@@ -8,9 +8,9 @@ keeps that memory for reuse (what it saves: docs/BENCHMARKS.md, ``benchmarks/all
 without ``mallopt``, are left as they are.
 
 The setting belongs to the whole process, so only entry points make it: ``python -m model`` (every subcommand;
-train and finetune with the training sizes), a dataset pool worker's start-up, and a Dask worker started with ``--preload
-pipeline.allocator`` (``dask_setup``). Library calls (``transcribe()``, ``make_item``, ``train``) never do: the
-dashboard's server, or any program that imports them, keeps the allocator it chose.
+train and finetune with the training sizes), a dataset pool worker's start-up, and a Dask worker started with
+``--preload pipeline.allocator`` (``dask_setup``). Library calls (``transcribe()``, ``make_item``, ``train``) never
+do: the dashboard's server, or any program that imports them, keeps the allocator it chose.
 """
 
 from __future__ import annotations

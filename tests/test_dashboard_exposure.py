@@ -47,6 +47,17 @@ def test_the_config_serves_on_localhost_with_the_pages_upload_limit():
     assert f"up to {MAX_UPLOAD_MB} MB" in upload_help()  # what the Transcribe page states
 
 
+@pytest.mark.parametrize("page", ["app_pages/transcribe.py", "app_pages/training.py"])
+def test_every_uploader_takes_and_states_the_servers_limit(tmp_path, monkeypatch, page):
+    from tests.apptest import open_page
+
+    uploaders = open_page(tmp_path, monkeypatch, page).file_uploader
+    assert len(uploaders) >= 1
+    assert [uploader.proto.max_upload_size_mb for uploader in uploaders] == [MAX_UPLOAD_MB] * len(uploaders)
+    stated = [f"up to {MAX_UPLOAD_MB} MB" in f"{uploader.label} {uploader.help}" for uploader in uploaders]
+    assert stated[0]  # the page's main upload says how big it may be (a reference MIDI is a small extra)
+
+
 @pytest.mark.parametrize(("host", "port"), [("0.0.0.0", "8600"), ("192.168.1.5", "8501")])
 def test_make_run_passes_its_host_and_port(host, port):
     dry_run = subprocess.run(["make", "-n", "run", f"HOST={host}", f"PORT={port}"], cwd=ROOT, capture_output=True,

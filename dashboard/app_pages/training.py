@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import training_charts
 from dashboard.settings import data_dir, shown_path
+from dashboard.upload import MAX_UPLOAD_MB
 from model.active import active_model, model_choices, set_active_model
 from model.finetune import (FineTuneOptions, finetune_status, list_finetunes, report_table, start_fine_tune,
                             stop_fine_tune)
@@ -17,7 +18,7 @@ from model.train import TrainOptions
 from pipeline import coverage
 from pipeline.errors import Mp3MidiError
 from pipeline.soundfont_upload import MAX_SOUNDFONT_BYTES, add_soundfont
-from pipeline.soundfonts import installed_soundfonts
+from pipeline.soundfonts import installed_soundfonts, user_soundfont_dir
 
 REFRESH_S = 3.0
 RUN_COLUMNS = ["name", "status", "step", "steps", "best_onset_f1", "best_step", "device", "parameters", "datasets",
@@ -135,8 +136,10 @@ st.caption("Teach the active model your instrument: pick or upload its soundfont
            "yours from where it is, and both are scored before and after on pieces held out. Each stage runs in "
            "its own process with a time limit; leave or reload this page at will.")
 with st.expander("Upload a soundfont", expanded=False):
-    uploaded = st.file_uploader(f"An .sf2 or .sf3 file (up to {MAX_SOUNDFONT_BYTES // 2**20} MB)",
-                                type=["sf2", "sf3"], key="soundfont-upload")
+    uploaded = st.file_uploader(f"An .sf2 or .sf3 file (up to {min(MAX_UPLOAD_MB, MAX_SOUNDFONT_BYTES // 2**20)} MB)",
+                                type=["sf2", "sf3"], key="soundfont-upload", max_upload_size=MAX_UPLOAD_MB,
+                                help="The dashboard's upload limit. A bigger bank: copy it into "
+                                     f"{shown_path(user_soundfont_dir(data_dir()))} and pick it below.")
     if uploaded is not None and st.button("Check and keep it"):
         try:
             kept = add_soundfont(data_dir(), uploaded.name, uploaded.getvalue())
