@@ -59,6 +59,8 @@ def test_fine_tune_from_the_page_and_see_before_and_after(folders, monkeypatch):
     table = next(frame.value for frame in app.dataframe if "set" in frame.value.columns)
     assert list(table["set"]) == ["your sound (held-out pieces)", "default sound (held-out pieces)"]
     assert {"onset F1 before", "onset F1 after", "frame F1 before", "frame F1 after"} <= set(table.columns)
+    assert any("Few held-out pieces in your sound (held-out pieces), default sound" in caption.value
+               for caption in app.caption)  # 12 pieces leave one in test
     verdict = state.report["verdict"]
     activate = [button for button in app.button if button.label == "Make the fine-tuned model active"]
     if verdict["keep"]:

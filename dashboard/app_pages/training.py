@@ -21,6 +21,7 @@ from pipeline.soundfont_upload import MAX_SOUNDFONT_BYTES, add_soundfont
 from pipeline.soundfonts import installed_soundfonts, user_soundfont_dir
 
 REFRESH_S = 3.0
+FEW_HELD_OUT = 5  # held-out pieces under which a set's before/after scores are called noisy
 RUN_COLUMNS = ["name", "status", "step", "steps", "best_onset_f1", "best_step", "device", "parameters", "datasets",
                "started_at", "finished_at"]
 
@@ -206,6 +207,10 @@ if tunes:
             st.warning(state.message)
         if state.report is not None:
             st.dataframe(report_table(state.report), hide_index=True, width="stretch")
+            few = [label for label, scores in state.report["sets"].items() if scores["items"] < FEW_HELD_OUT]
+            if few:
+                st.caption(f"Few held-out pieces in {', '.join(few)}: one piece moves these scores a lot. More pieces "
+                           "(60 or more) give a steadier verdict.")
             verdict = state.report["verdict"]
             if verdict["keep"]:
                 st.success(f"Worth keeping: {verdict['reason']}.")
