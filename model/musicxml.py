@@ -55,7 +55,7 @@ def write_musicxml(path: str | Path, notes: Sequence[Note], beats: BeatGrid, *, 
 
 def score_for(notes: Sequence[Note], beats: BeatGrid, *, grid: str | None = None, title: str = "Transcription"):
     """A music21 Score of the notes (see the module docstring)."""
-    from music21 import clef, layout, metadata, meter, stream, tempo
+    from music21 import clef, instrument, layout, metadata, meter, stream, tempo
 
     steps = QUANTIZE_GRIDS[checked_grid(grid) or "1/16"]
     placed = placed_notes(notes, beats.beats_s, steps_per_beat=steps)
@@ -67,10 +67,12 @@ def score_for(notes: Sequence[Note], beats: BeatGrid, *, grid: str | None = None
     staves = _staves(placed)
     score = stream.Score()
     score.metadata = metadata.Metadata(title=title)
+    score.metadata.composer = " "  # else music21 signs the score "Music21"
     key = _key(placed)
     parts = []
     for index, (sign, staff_notes) in enumerate(staves):
         part = stream.PartStaff() if len(staves) > 1 else stream.Part()
+        part.insert(0, instrument.Piano())  # notation programs want an instrument on each part
         part.insert(0, clef.TrebleClef() if sign == "treble" else clef.BassClef())
         part.insert(0, key.__class__(key.tonic, key.mode))
         part.insert(0, meter.TimeSignature(f"{per_bar}/4"))
