@@ -24,14 +24,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.background import is_alive
+from pipeline.background import is_alive, on_this_host_and_dead, process_id, this_process
 from pipeline.catalog import connect, validate_name
 from pipeline.errors import Mp3MidiError
 
@@ -100,9 +99,10 @@ def check_options(options: FineTuneOptions) -> str:
     start = options.init_from or str(active_model(options.data_dir).path)
     load_checkpoint(start)
     with connect(options.data_dir, read_only=True) as connection:
-        row = connection.execute("SELECT status, pid, host FROM finetunes WHERE name = ?", [options.name]).fetchone()
+        row = connection.execute("SELECT status, pid, host, process_started FROM finetunes WHERE name = ?",
+                                 [options.name]).fetchone()
         run = connection.execute("SELECT 1 FROM runs WHERE name = ?", [options.name]).fetchone()
-    if row is not None and row[0] == "running" and row[2] == socket.gethostname() and is_alive(row[1]):
+    if row is not None and row[0] == "running" and is_alive(process_id(row[2], row[1], row[3])):
         raise Mp3MidiError(f"fine-tune {options.name!r} is already running (pid {row[1]})")
     if row is None and run is not None:
         raise Mp3MidiError(f"a training run named {options.name!r} exists; choose another name")
@@ -114,11 +114,12 @@ def fine_tune(options: FineTuneOptions) -> dict:
     start = check_options(options)
     data_dir = options.data_dir
     config = {**asdict(options), "init_from": start, "reference": options.reference}
+    me = this_process()
     with connect(data_dir) as connection:
         connection.execute(
-            "INSERT OR REPLACE INTO finetunes (name, config, status, pid, host, started_at, updated_at)"
-            " VALUES (?, ?, 'running', ?, ?, now(), now())",
-            [options.name, json.dumps(config), os.getpid(), socket.gethostname()])
+            "INSERT OR REPLACE INTO finetunes (name, config, status, pid, host, process_started, started_at,"
+            " updated_at) VALUES (?, ?, 'running', ?, ?, ?, now(), now())",
+            [options.name, json.dumps(config), me.pid, me.host, me.started])
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
@@ -289,10 +290,7 @@ def list_finetunes(data_dir) -> pd.DataFrame:
         frame = connection.execute(
             "SELECT *, epoch(now()::TIMESTAMP - stage_started_at) AS stage_elapsed_s FROM finetunes"
             " ORDER BY started_at DESC").df()
-    here = socket.gethostname()
-    dead = (frame["status"] == "running") & (frame["host"] == here) & ~frame["pid"].map(
-        lambda pid: is_alive(int(pid)) if pd.notna(pid) else False)
-    frame.loc[dead, "status"] = "interrupted"
+    frame.loc[on_this_host_and_dead(frame), "status"] = "interrupted"
     return frame
 
 
@@ -324,7 +322,8 @@ def stop_fine_tune(data_dir, name: str) -> bool:
 
     frame = list_finetunes(data_dir)
     row = frame[(frame["name"] == name) & (frame["status"] == "running")]
-    return not row.empty and stop(int(row["pid"].iloc[0]))
+    return not row.empty and stop(process_id(row["host"].iloc[0], row["pid"].iloc[0],
+                                             row["process_started"].iloc[0]))
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.background import is_alive
+from pipeline.background import on_this_host_and_dead, this_process
 from pipeline.catalog import connect, validate_name
 
 METRIC_COLUMNS = ("train_loss", "validation_loss", "onset_f1", "offset_f1", "frame_f1", "velocity_f1",
@@ -22,13 +20,15 @@ def run_dir(data_dir: str | Path, name: str) -> Path:
 
 def start_run(data_dir, name: str, *, datasets: list[str], config: dict, device: str, parameters: int,
               steps: int) -> None:
+    me = this_process()
     with connect(data_dir) as connection:
         connection.execute(
-            "INSERT INTO runs (name, datasets, config, status, device, parameters, pid, host, steps, checkpoint_dir,"
-            " updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, now())"
+            "INSERT INTO runs (name, datasets, config, status, device, parameters, pid, host, process_started, steps,"
+            " checkpoint_dir, updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, now())"
             " ON CONFLICT (name) DO UPDATE SET status = 'running', config = excluded.config, device = excluded.device, pid = excluded.pid,"
-            " host = excluded.host, steps = excluded.steps, updated_at = now(), finished_at = NULL",
-            [name, datasets, json.dumps(config), device, parameters, os.getpid(), socket.gethostname(), steps,
+            " host = excluded.host, process_started = excluded.process_started, steps = excluded.steps,"
+            " updated_at = now(), finished_at = NULL",
+            [name, datasets, json.dumps(config), device, parameters, me.pid, me.host, me.started, steps,
              str(run_dir(data_dir, name))])
 
 
@@ -58,13 +58,11 @@ def finish_run(data_dir, name: str, *, status: str, message: str | None = None) 
 
 
 def list_runs(data_dir) -> pd.DataFrame:
-    """Every run, oldest first; a run marked running whose process is gone reads 'interrupted'."""
+    """Every run, oldest first; a run marked running whose process (host, pid and start time) is gone reads
+    'interrupted'."""
     with connect(data_dir, read_only=True) as connection:
         frame = connection.execute("SELECT * FROM runs ORDER BY started_at").df()
-    here = socket.gethostname()
-    dead = (frame["status"] == "running") & (frame["host"] == here) & ~frame["pid"].map(
-        lambda pid: is_alive(int(pid)) if pd.notna(pid) else False)
-    frame.loc[dead, "status"] = "interrupted"
+    frame.loc[on_this_host_and_dead(frame), "status"] = "interrupted"
     return frame
 
 

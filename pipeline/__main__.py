@@ -11,7 +11,8 @@ from .errors import Mp3MidiError
 from .render import import_fluidsynth_quietly
 from .instruments import FAMILIES
 
-EXIT_USAGE = 2
+EXIT_FAILED = 1  # the job ran and failed (recorded 'failed' with its reason)
+EXIT_USAGE = 2  # bad input: nothing was started, or the input was refused
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="share of items sung by the procedural singing voice: one line, top voice or one part"
                                " (default 0)")
     generate.add_argument("--cluster", metavar="ADDRESS", help="run items on a Dask scheduler, e.g. tcp://host:8786")
+    generate.add_argument("--item-timeout", type=float, default=None, metavar="SECONDS",
+                          help="time limit per item (default: 60 s + 2 s per second of audio the item can last)")
     generate.add_argument("--data-dir", default="data", help="folder for the catalog and the dataset's files")
+    generate.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)  # the dashboard's launch
 
     stats = commands.add_parser("stats", help="print a dataset's coverage summary from the catalog")
     stats.add_argument("--name", required=True, help="the dataset to summarise")
@@ -72,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import_fluidsynth_quietly()
+    from .jobs import JobFailed
+
     try:
         if args.command == "generate":
             return _generate(args)
@@ -80,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _export(args)
         return _stats(args)
+    except JobFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -94,7 +103,8 @@ def _generate(args) -> int:
         data_dir=args.data_dir, mix_probability=args.mix_probability, render_drums=args.render_drums,
         bitrate=args.bitrate, performance_probability=args.performance_probability,
         chain_probability=args.chain_probability, synth_probability=args.synth_probability,
-        voice_probability=args.voice_probability, cluster=args.cluster, progress=sys.stderr.isatty()))
+        voice_probability=args.voice_probability, cluster=args.cluster, progress=sys.stderr.isatty(),
+        item_timeout_s=args.item_timeout, lock_fd=args.lock_fd))
     print(f"dataset {summary.dataset}: {summary.done} done, {summary.failed} failed of {summary.total} items;"
           f" made {summary.made_now} now in {summary.wall_s:.1f} s ({summary.speed:.0f}x real time)")
     for reason, count in summary.failures.items():
@@ -123,11 +133,15 @@ def _export(args) -> int:
 
 def _stats(args) -> int:
     from . import coverage
+    from .background import job_progress
 
     totals = coverage.totals(args.data_dir, args.name)
     print(f"dataset {args.name}: {totals.items} items ({totals.done} done, {totals.failed} failed,"
           f" {totals.pending} pending), {totals.hours:.2f} h of audio, {totals.notes} notes,"
           f" {totals.mixes} mixes, {totals.mp3_mb:.1f} MB of MP3")
+    latest = job_progress(args.data_dir, args.name)
+    if latest is not None:
+        print(f"latest job {latest.job_id}: {latest.status}" + (f": {latest.message}" if latest.message else ""))
     pitches = coverage.notes_per_pitch_family(args.data_dir, args.name)
     per_family = pitches.groupby("family")["notes"].sum().sort_values(ascending=False)
     hours = coverage.hours_per_family(args.data_dir, args.name).groupby("family")["hours"].sum()

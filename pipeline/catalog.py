@@ -8,6 +8,7 @@ the lock. Only the process coordinating a job writes; workers return results to 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 import time
@@ -19,7 +20,8 @@ import duckdb
 from .errors import Mp3MidiError
 
 CATALOG_FILE = "catalog.duckdb"
-LOCK_TIMEOUT_S = 60.0
+LOCK_TIMEOUT_S = 60.0  # how long a connection waits for the file lock; MP3MIDI_CATALOG_WAIT_S overrides it
+LOCK_WAIT_VARIABLE = "MP3MIDI_CATALOG_WAIT_S"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 
 MIGRATIONS = (
@@ -84,6 +86,12 @@ MIGRATIONS = (
     ALTER TABLE items ADD COLUMN renderer VARCHAR;
     ALTER TABLE items ADD COLUMN timbre JSON;
     """,
+    # 8: processes are known by host, pid and start time, so a reused pid is never taken for a job, run or fine-tune
+    """
+    ALTER TABLE jobs ADD COLUMN process_started DOUBLE;
+    ALTER TABLE runs ADD COLUMN process_started DOUBLE;
+    ALTER TABLE finetunes ADD COLUMN process_started DOUBLE;
+    """,
 )
 
 
@@ -101,13 +109,16 @@ def catalog_path(data_dir: str | Path) -> Path:
 
 @contextlib.contextmanager
 def connect(data_dir: str | Path, *, read_only: bool = False,
-            timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the catalog for one unit of work, waiting while another process holds the lock.
+            timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the catalog for one unit of work, waiting while another process holds the lock: up to ``timeout_s``
+    seconds (default ``LOCK_TIMEOUT_S``, or the environment's ``MP3MIDI_CATALOG_WAIT_S``), then ``Mp3MidiError``.
 
     A read-only open of a catalog that does not exist yet gives an in-memory empty catalog with the schema,
     so readers never create files.
     """
     path = catalog_path(data_dir)
+    if timeout_s is None:
+        timeout_s = lock_wait_s()
     if read_only and not path.exists():
         connection = duckdb.connect(":memory:")
         _migrate(connection)
@@ -129,6 +140,20 @@ def connect(data_dir: str | Path, *, read_only: bool = False,
         yield connection
     finally:
         connection.close()
+
+
+def lock_wait_s() -> float:
+    """Seconds a connection waits for the catalog's lock before giving up."""
+    text = os.environ.get(LOCK_WAIT_VARIABLE)
+    if not text:
+        return LOCK_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise Mp3MidiError(f"{LOCK_WAIT_VARIABLE} must be a number of seconds of at least 0; got {text!r}")
+    return value
 
 
 def _open_with_retry(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .background import is_alive
+from .background import ended_status, on_this_host_and_dead
 from .catalog import connect, validate_name
 from .constants import FRAMES_PER_SECOND, HIGHEST_PITCH, LOWEST_PITCH
 from .errors import Mp3MidiError
@@ -311,12 +310,12 @@ def _known(data_dir: str | Path, name: str) -> str:
 def recent_jobs(data_dir: str | Path, *, limit: int = 20) -> pd.DataFrame:
     """The latest generation jobs with their progress: job_id, dataset, status, done, failed, total, audio_s, times.
 
-    A job still marked planning/running whose process on this host is gone reads 'interrupted'.
+    A job still marked planning/running whose process on this host is gone (host, pid and start time) reads
+    'interrupted', or 'failed' when it left its reason in the dataset's lock file.
     """
     jobs = _query(data_dir, """
-        SELECT job_id, dataset, status, done, failed, total, audio_s, workers, cluster, pid, host, started_at,
-               updated_at, finished_at FROM jobs ORDER BY started_at DESC LIMIT ?""", [limit])
-    dead = jobs["status"].isin(["planning", "running"]) & (jobs["host"] == socket.gethostname()) & ~jobs["pid"].map(
-        lambda pid: is_alive(int(pid)) if pd.notna(pid) else False)
-    jobs.loc[dead, "status"] = "interrupted"
-    return jobs
+        SELECT job_id, dataset, status, done, failed, total, audio_s, workers, cluster, pid, host, process_started,
+               started_at, updated_at, finished_at FROM jobs ORDER BY started_at DESC LIMIT ?""", [limit])
+    for index in jobs.index[on_this_host_and_dead(jobs)]:
+        jobs.loc[index, "status"] = ended_status(data_dir, jobs.at[index, "dataset"], jobs.at[index, "job_id"])[0]
+    return jobs.drop(columns="process_started")

@@ -3,6 +3,10 @@
 A job can be killed at any moment and the same command resumes it: items are planned with stable ids, their files
 appear only when complete, and an item is marked done in the catalog only after its files exist. Re-running
 checks that every done item still has its files and redoes those that do not.
+
+One job runs per dataset: the coordinator holds the dataset's lock (``dataset_lock``) from before it touches
+anything until it ends. A job ends 'done', 'cancelled' (SIGTERM, Ctrl-C) or 'failed' with its reason (an
+unreachable cluster, a catalog that stays locked, any error in the coordinator); each item has a time limit.
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from .background import is_alive
+from . import dataset_lock
+from .background import ACTIVE, is_alive, process_id, this_process
 from .catalog import connect, validate_name
+from .corpus import MAX_WORK_SECONDS
 from .errors import Mp3MidiError
 from .instruments import parse_families
 from .item import ItemResult, ItemSpec, item_seed, make_item
+from .midi_io import MAX_MIDI_SECONDS
 from .pool import run_tolerant, start_server
 from .recording import ResultWriter
 from .render import check_soundfont, default_soundfont
 from .renderers import check_probabilities
-from .sources import BUILTIN, builtin_refs, convert_many, scan_folder
+from .sources import BUILTIN, PROCEDURAL_SECONDS, builtin_refs, convert_many, scan_folder
 
 DEFAULT_BUILTIN_LIMIT = 100
 DEFAULT_CLIP_SECONDS = 30.0
@@ -38,6 +45,14 @@ DEFAULT_SOUNDFONT_NAME = "default"  # a --soundfont value meaning the embedded T
 # Settings added after datasets existed: a stored config without them was made with these values.
 LEGACY_CONFIG = {"performance_probability": 0.0, "chain_probability": 0.0, "synth_probability": 0.0,
                  "voice_probability": 0.0}
+# An item's time limit: a fixed allowance (start-up, loading, a slow shared disk) plus seconds per second of audio
+# it may last. Items run at about 100x real time per core, so this is 200x slower than usual before it fails.
+ITEM_TIME_BASE_S = 60.0
+ITEM_TIME_PER_AUDIO_S = 2.0
+
+
+class JobFailed(Mp3MidiError):
+    """The job ran and failed; its reason is in the catalog (the command exits 1, not 2 as for bad input)."""
 
 
 @dataclass
@@ -60,6 +75,8 @@ class GenerateOptions:
     voice_probability: float = 0.0
     cluster: str | None = None
     progress: bool = False
+    item_timeout_s: float | None = None  # None: derived from each item's longest possible audio
+    lock_fd: int | None = None  # the dataset's lock, already taken by the process that launched this one
 
 
 @dataclass
@@ -88,25 +105,41 @@ def generate(options: GenerateOptions) -> JobSummary:
     """Create or resume the dataset ``options.name``; returns when every planned item is done or failed.
 
     SIGTERM or Ctrl-C stops it in good order: items finished so far are kept and the job is marked 'cancelled'.
+    Raises ``Mp3MidiError`` before starting (bad options, the dataset busy with another job: nothing is touched)
+    and ``JobFailed`` when the job fails once started (it is recorded 'failed' with the reason).
     """
     started = time.perf_counter()
     config = check_options(options)
-    if not options.cluster:
-        start_server([make_item.__module__])  # the workers' imports overlap the planning below
     name = options.name
     data_dir = Path(options.data_dir).resolve()
-    items_dir = dataset_dir(data_dir, name) / "items"
-    cache_dir = data_dir / "cache" / "music21"
-    job_id = uuid.uuid4().hex[:12]
-    previous = signal.signal(signal.SIGTERM, _raise_cancel) if _main_thread() else None
-    try:
-        _open_job(data_dir, job_id, options, config)
-        todo = _plan_job(data_dir, job_id, options, items_dir, cache_dir)
-        specs = [_spec(row, config, items_dir, cache_dir) for row in todo]
-        writer = _make_items(data_dir, job_id, specs, options)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with dataset_lock.acquire(dataset_dir(data_dir, name), name, inherited_fd=options.lock_fd) as lock:
+        if not options.cluster:
+            start_server([make_item.__module__])  # the workers' imports overlap the planning below
+        items_dir = dataset_dir(data_dir, name) / "items"
+        cache_dir = data_dir / "cache" / "music21"
+        job_id = uuid.uuid4().hex[:12]
+        me = this_process()
+        lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started)
+        previous = signal.signal(signal.SIGTERM, _raise_cancel) if _main_thread() else None
+        try:
+            _open_job(data_dir, job_id, options, config, lock.previous)
+            writer = None
+            try:
+                todo = _plan_job(data_dir, job_id, options, items_dir, cache_dir)
+                specs = [_spec(row, config, items_dir, cache_dir) for row in todo]
+                writer = ResultWriter(data_dir, job_id, name, total=len(specs), progress=options.progress)
+                status = _make_items(writer, specs, options)
+                writer.close(status=status)
+            except _Refused as refused:  # bad input found while planning (recorded 'failed'): exit 2 as for any
+                raise refused.error from None
+            except (KeyboardInterrupt, _Cancelled, JobFailed):
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever stops the coordinator fails the job, with its reason
+                raise _record_failure(data_dir, job_id, name, writer, lock, exc) from exc
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started, status=status)
     with connect(data_dir, read_only=True) as connection:
         total, done, failed = connection.execute(
             "SELECT count(*), count(*) FILTER (status = 'done'), count(*) FILTER (status = 'failed')"
@@ -118,15 +151,45 @@ def generate(options: GenerateOptions) -> JobSummary:
                       writer.audio_s, failures)
 
 
-def _open_job(data_dir: Path, job_id: str, options: GenerateOptions, config: dict) -> None:
-    """Register the dataset and the job, so the job is visible while its sources are still being planned."""
+def _record_failure(data_dir: Path, job_id: str, name: str, writer: ResultWriter | None,
+                    lock: dataset_lock.DatasetLock, exc: BaseException) -> JobFailed:
+    """Mark the job 'failed' with the reason (and keep the items already made); when the catalog cannot take it
+    (its lock never freed), the dataset's lock file keeps the reason for readers and the next job."""
+    reason = str(exc) if isinstance(exc, Mp3MidiError) else f"unexpected {type(exc).__name__}: {exc}"
+    try:
+        if writer is not None:
+            writer.close(status="failed", message=reason)
+        else:
+            with connect(data_dir) as connection:
+                connection.execute("UPDATE jobs SET status = 'failed', message = ?, finished_at = now(),"
+                                   " updated_at = now() WHERE job_id = ?", [reason, job_id])
+    except Mp3MidiError:
+        me = this_process()
+        lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started, status="failed", message=reason)
+    return JobFailed(f"job {job_id} for dataset {name!r} failed: {reason}")
+
+
+def _open_job(data_dir: Path, job_id: str, options: GenerateOptions, config: dict, previous: dict) -> None:
+    """Register the dataset and the job, so the job is visible while its sources are still being planned.
+
+    ``previous``: what the dataset's lock file said about the last job; since this process holds the lock now,
+    any job of the dataset still marked active has ended without saying so."""
+    me = this_process()
     with connect(data_dir) as connection:
+        connection.execute("BEGIN")
         _register_dataset(connection, options.name, config)
+        if previous.get("status") == "failed" and previous.get("job_id"):
+            connection.execute("UPDATE jobs SET status = 'failed', message = ?, finished_at = updated_at"
+                               " WHERE job_id = ? AND list_contains(?, status)",
+                               [previous.get("message"), previous["job_id"], list(ACTIVE)])
         _close_dead_jobs(connection)
+        connection.execute("UPDATE jobs SET status = 'interrupted', finished_at = updated_at"
+                           " WHERE dataset = ? AND list_contains(?, status)", [options.name, list(ACTIVE)])
         connection.execute(
-            "INSERT INTO jobs (job_id, dataset, kind, status, pid, host, workers, cluster, done, failed, updated_at)"
-            " VALUES (?, ?, 'generate', 'planning', ?, ?, ?, ?, 0, 0, now())",
-            [job_id, options.name, os.getpid(), socket.gethostname(), options.workers, options.cluster])
+            "INSERT INTO jobs (job_id, dataset, kind, status, pid, host, process_started, workers, cluster, done,"
+            " failed, updated_at) VALUES (?, ?, 'generate', 'planning', ?, ?, ?, ?, ?, 0, 0, now())",
+            [job_id, options.name, me.pid, me.host, me.started, options.workers, options.cluster])
+        connection.execute("COMMIT")
 
 
 def _plan_job(data_dir: Path, job_id: str, options: GenerateOptions, items_dir: Path, cache_dir: Path) -> list:
@@ -134,14 +197,16 @@ def _plan_job(data_dir: Path, job_id: str, options: GenerateOptions, items_dir: 
     name = options.name
     try:
         refs = _plan(options, cache_dir)
-    except (Mp3MidiError, KeyboardInterrupt, _Cancelled) as exc:
-        status, reason = ("failed", str(exc)) if isinstance(exc, Mp3MidiError) else ("cancelled", None)
+    except (KeyboardInterrupt, _Cancelled):
         with connect(data_dir) as connection:
-            connection.execute("UPDATE jobs SET status = ?, message = ?, finished_at = now(), updated_at = now()"
-                               " WHERE job_id = ?", [status, reason, job_id])
-        if status == "cancelled":
-            raise Mp3MidiError(f"job {job_id} for dataset {name!r} was cancelled while planning its sources") from None
-        raise
+            connection.execute("UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()"
+                               " WHERE job_id = ?", [job_id])
+        raise Mp3MidiError(f"job {job_id} for dataset {name!r} was cancelled while planning its sources") from None
+    except Mp3MidiError as exc:  # a source that cannot be used (no MIDI files, ...): the job failed on bad input
+        with connect(data_dir) as connection:
+            connection.execute("UPDATE jobs SET status = 'failed', message = ?, finished_at = now(),"
+                               " updated_at = now() WHERE job_id = ?", [str(exc), job_id])
+        raise _Refused(exc) from None
     with connect(data_dir) as connection:
         connection.execute("BEGIN")
         _insert_planned(connection, name, refs)
@@ -158,21 +223,27 @@ def _plan_job(data_dir: Path, job_id: str, options: GenerateOptions, items_dir: 
     return todo
 
 
-def _make_items(data_dir: Path, job_id: str, specs: list[ItemSpec], options: GenerateOptions) -> ResultWriter:
-    writer = ResultWriter(data_dir, job_id, options.name, total=len(specs), progress=options.progress)
-    status = "done"
+def _make_items(writer: ResultWriter, specs: list[ItemSpec], options: GenerateOptions) -> str:
+    """Make the items, recording each result; returns 'done', or 'cancelled' on SIGTERM or Ctrl-C."""
+    results = _results(specs, options)
     try:
-        for result in _results(specs, options):
+        for result in results:
             writer.add(result)
     except (KeyboardInterrupt, _Cancelled):
-        status = "cancelled"
+        return "cancelled"
     finally:
-        writer.close(status=status)
-    return writer
+        results.close()  # stops the workers at once, whatever ended the loop
+    return "done"
 
 
 class _Cancelled(Exception):
     pass
+
+
+class _Refused(Exception):
+    def __init__(self, error: Mp3MidiError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _raise_cancel(signum, frame):
@@ -190,11 +261,28 @@ def _failed(spec: ItemSpec, reason: str) -> ItemResult:
 
 
 def _results(specs: list[ItemSpec], options: GenerateOptions):
+    def limit(spec: ItemSpec) -> float:
+        return item_time_limit(spec, override_s=options.item_timeout_s)
+
     if options.cluster:
         from .cluster import run_on_cluster
 
-        return run_on_cluster(make_item, specs, address=options.cluster, on_failure=_failed)
-    return run_tolerant(make_item, specs, workers=options.workers, on_failure=_failed)
+        return run_on_cluster(make_item, specs, address=options.cluster, on_failure=_failed, time_limit=limit)
+    return run_tolerant(make_item, specs, workers=options.workers, on_failure=_failed, time_limit=limit)
+
+
+def item_time_limit(spec: ItemSpec, *, override_s: float | None = None) -> float:
+    """Seconds an item may take before it fails with "timed out after N s" (its worker is replaced): the
+    allowance for the longest audio it can make (its clip, or the longest piece its source admits), or
+    ``override_s`` (``--item-timeout``)."""
+    if override_s is not None:
+        return override_s
+    if spec.clip_seconds:
+        audio_s = spec.clip_seconds
+    else:
+        audio_s = {"procedural": PROCEDURAL_SECONDS, "music21": MAX_WORK_SECONDS}.get(spec.source.kind,
+                                                                                      MAX_MIDI_SECONDS)
+    return ITEM_TIME_BASE_S + ITEM_TIME_PER_AUDIO_S * audio_s
 
 
 def check_options(options: GenerateOptions) -> dict:
@@ -208,6 +296,8 @@ def check_options(options: GenerateOptions) -> dict:
         raise Mp3MidiError(f"--workers must be at least 1; got {options.workers}")
     if options.limit is not None and options.limit < 1:
         raise Mp3MidiError(f"--limit must be at least 1; got {options.limit}")
+    if options.item_timeout_s is not None and not options.item_timeout_s > 0:
+        raise Mp3MidiError(f"--item-timeout must be a positive number of seconds; got {options.item_timeout_s}")
     config = _config(options)
     with connect(options.data_dir, read_only=True) as connection:
         row = connection.execute("SELECT config FROM datasets WHERE name = ?", [options.name]).fetchone()
@@ -325,10 +415,12 @@ def _redo_items_missing_files(connection, name: str, items_dir: Path) -> None:
 
 
 def _close_dead_jobs(connection) -> None:
+    """Jobs of other datasets marked active whose processes (known by host, pid and start time) are gone."""
     host = socket.gethostname()
-    for job_id, pid in connection.execute(
-            "SELECT job_id, pid FROM jobs WHERE status = 'running' AND host = ?", [host]).fetchall():
-        if not is_alive(pid):
+    for job_id, pid, started in connection.execute(
+            "SELECT job_id, pid, process_started FROM jobs WHERE list_contains(?, status) AND host = ?",
+            [list(ACTIVE), host]).fetchall():
+        if not is_alive(process_id(host, pid, started)):
             connection.execute("UPDATE jobs SET status = 'interrupted', finished_at = updated_at WHERE job_id = ?",
                                [job_id])
 

@@ -1,21 +1,23 @@
-"""Run tasks in a local process pool that survives a worker crash.
+"""Run tasks in local worker processes that survive a crash or a hang of one task.
 
-``concurrent.futures`` marks the whole pool broken when one worker dies (a segfault in a C library, the OOM
-killer). Here every task in flight at that moment becomes a suspect; suspects are then run one at a time in a
-fresh pool, so the task that really crashes is identified and failed, and the innocent ones complete.
+Each worker holds one task at a time, so the coordinator knows which task a worker is on and since when. A worker
+that dies (a segfault in a C library, the OOM killer) fails exactly its own task; a task that outlives its time
+limit (a hung FluidSynth or ffmpeg) has its worker killed and fails with "timed out after N s". Either way a fresh
+worker takes the dead one's place and the other tasks go on.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import multiprocessing
 import os
 import select
 import threading
+import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
+from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from .allocator import WORKING_BLOCK_BYTES, keep_freed_memory
@@ -25,6 +27,7 @@ from .allocator import WORKING_BLOCK_BYTES, keep_freed_memory
 _CONTEXT = multiprocessing.get_context("forkserver")
 Task = TypeVar("Task")
 Result = TypeVar("Result")
+CRASHED = "the worker process crashed while making this item"
 
 
 def start_server(preload: Iterable[str]) -> None:
@@ -37,22 +40,121 @@ def start_server(preload: Iterable[str]) -> None:
     forkserver.ensure_running()
 
 
+def timed_out(limit_s: float) -> str:
+    """The reason a task fails with when it outlives ``limit_s`` seconds (the same wording locally and on Dask)."""
+    return f"timed out after {limit_s:g} s"
+
+
 def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, workers: int,
-                 on_failure: Callable[[Task, str], Result]) -> Iterator[Result]:
-    """Yield ``call(task)`` for every task, in completion order. A task whose worker died, or that raised,
-    yields ``on_failure(task, reason)`` instead. At most ``2 * workers`` tasks are in flight."""
+                 on_failure: Callable[[Task, str], Result],
+                 time_limit: Callable[[Task], float | None] | None = None) -> Iterator[Result]:
+    """Yield ``call(task)`` for every task, in completion order, from ``workers`` processes.
+
+    A task that raised, whose worker died, or that ran longer than ``time_limit(task)`` seconds (None: no limit)
+    yields ``on_failure(task, reason)`` instead; a killed or dead worker is replaced. ``call`` must be a
+    module-level function (workers import it by name). Closing the iterator stops every worker.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1; got {workers}")
     queue: deque[Task] = deque(tasks)
-    suspects: deque[Task] = deque()
-    while queue or suspects:
-        pool = ProcessPoolExecutor(max_workers=1 if suspects else workers, mp_context=_CONTEXT,
-                                   initializer=_start_worker, initargs=(os.getpid(),))
+    idle: list[_Worker] = []
+    busy: list[_Worker] = []
+    try:
+        while queue or busy:
+            while queue and len(busy) < workers:
+                worker = idle.pop() if idle else _Worker(call)
+                task = queue.popleft()
+                worker.give(task, time_limit(task) if time_limit else None)
+                busy.append(worker)
+            now = time.monotonic()
+            nearest = min((worker.deadline for worker in busy), default=math.inf)
+            ready = wait([handle for worker in busy for handle in (worker.connection, worker.sentinel)],
+                         timeout=None if nearest == math.inf else max(0.0, nearest - now))
+            for worker in list(busy):
+                if worker.connection in ready or worker.sentinel in ready:
+                    outcome = worker.take()
+                elif time.monotonic() >= worker.deadline:
+                    outcome = ("failed", timed_out(worker.limit_s))
+                    worker.kill()
+                else:
+                    continue
+                busy.remove(worker)
+                task = worker.task
+                worker.task = None
+                if worker.process.is_alive():
+                    idle.append(worker)
+                else:
+                    worker.close()
+                kind, value = outcome
+                yield value if kind == "done" else on_failure(task, value)
+    finally:
+        for worker in idle + busy:
+            worker.stop()
+
+
+class _Worker:
+    """One worker process and the pipe it takes tasks from and answers on."""
+
+    def __init__(self, call):
+        self.connection, child = _CONTEXT.Pipe()
+        self.process = _CONTEXT.Process(target=_serve, args=(call, child, os.getpid()), daemon=True,
+                                        name="dataset-worker")
+        self.process.start()
+        child.close()
+        self.sentinel = self.process.sentinel
+        self.task = None
+        self.limit_s: float | None = None
+        self.deadline = math.inf
+
+    def give(self, task, limit_s: float | None) -> None:
+        self.task, self.limit_s = task, limit_s
+        self.deadline = math.inf if limit_s is None else time.monotonic() + limit_s
+        self.connection.send(task)
+
+    def take(self) -> tuple[str, object]:
+        """The worker's answer: ("done", result) or ("failed", reason); a dead worker's task failed with it."""
         try:
-            if suspects:
-                yield from _run_alone(pool, call, suspects.popleft(), on_failure)
-            else:
-                yield from _run_batch(pool, call, queue, suspects, workers, on_failure)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            if self.connection.poll():
+                return self.connection.recv()
+        except (EOFError, OSError):
+            pass
+        self.kill()
+        return "failed", CRASHED
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+
+    def stop(self) -> None:
+        try:
+            self.connection.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=1.0)
+        self.kill()
+        self.close()
+
+    def close(self) -> None:
+        self.connection.close()
+        self.process.close()
+
+
+def _serve(call, connection, coordinator: int) -> None:
+    """A worker's life: take a task, answer ("done", result) or ("failed", reason), until told to stop (None)."""
+    _start_worker(coordinator)
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            answer = ("done", call(task))
+        except Exception as exc:  # noqa: BLE001 - an unexpected error fails its task, never the pool
+            answer = ("failed", f"unexpected {type(exc).__name__}: {exc}")
+        connection.send(answer)
 
 
 def _start_worker(coordinator: int) -> None:
@@ -74,34 +176,3 @@ def _start_worker(coordinator: int) -> None:
 def _exit_when_readable(handle: int) -> None:
     select.select([handle], [], [])
     os._exit(1)
-
-
-def _run_alone(pool, call, task, on_failure):
-    try:
-        yield pool.submit(call, task).result()
-    except BrokenProcessPool:
-        yield on_failure(task, "the worker process crashed while making this item")
-    except Exception as exc:  # noqa: BLE001 - an unexpected error fails its item, never the job
-        yield on_failure(task, f"unexpected {type(exc).__name__}: {exc}")
-
-
-def _run_batch(pool, call, queue, suspects, workers, on_failure):
-    in_flight = {}
-    while queue or in_flight:
-        while queue and len(in_flight) < 2 * workers:
-            task = queue.popleft()
-            in_flight[pool.submit(call, task)] = task
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        crashed = False
-        for future in done:
-            task = in_flight.pop(future)
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                crashed = True
-                suspects.append(task)
-            except Exception as exc:  # noqa: BLE001
-                yield on_failure(task, f"unexpected {type(exc).__name__}: {exc}")
-        if crashed:
-            suspects.extend(in_flight.values())
-            return

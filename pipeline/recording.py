@@ -26,7 +26,7 @@ class ResultWriter:
     def __init__(self, data_dir: Path, job_id: str, dataset: str, *, total: int, progress: bool):
         self.data_dir, self.job_id, self.dataset = data_dir, job_id, dataset
         self.pending: list[ItemResult] = []
-        self.last_flush = time.monotonic()
+        self.last_flush = -float("inf")  # the first result shows at once; then a flush every FLUSH_EVERY_S
         self.made = 0
         self.audio_s = 0.0
         self.bar = None
@@ -46,7 +46,7 @@ class ResultWriter:
         if len(self.pending) >= FLUSH_EVERY_ITEMS or time.monotonic() - self.last_flush > FLUSH_EVERY_S:
             self.flush()
 
-    def flush(self, *, status: str | None = None) -> None:
+    def flush(self, *, status: str | None = None, message: str | None = None) -> None:
         batch, self.pending = self.pending, []
         with connect(self.data_dir) as connection:
             connection.execute("BEGIN")
@@ -57,13 +57,15 @@ class ResultWriter:
                 " FROM items WHERE dataset = ?", [self.dataset]).fetchone()
             connection.execute(
                 "UPDATE jobs SET done = ?, failed = ?, audio_s = ?, updated_at = current_timestamp,"
-                " status = coalesce(?, status), finished_at = CASE WHEN ? IS NULL THEN NULL ELSE current_timestamp END"
-                " WHERE job_id = ?", [done, failed, self.audio_s, status, status, self.job_id])
+                " status = coalesce(?, status), finished_at = CASE WHEN ? IS NULL THEN NULL ELSE current_timestamp END,"
+                " message = coalesce(?, message) WHERE job_id = ?",
+                [done, failed, self.audio_s, status, status, message, self.job_id])
             connection.execute("COMMIT")
         self.last_flush = time.monotonic()
 
-    def close(self, *, status: str) -> None:
-        self.flush(status=status)
+    def close(self, *, status: str, message: str | None = None) -> None:
+        """Write what is pending and the job's final status (with its reason when it failed)."""
+        self.flush(status=status, message=message)
         if self.bar is not None:
             self.bar.close()
 

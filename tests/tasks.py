@@ -22,13 +22,25 @@ def allocator_setting(task: int) -> int | None:
     return applied_block_bytes()
 
 
+def square_or_hang(task: int) -> int:
+    """Task 5 never returns, as a hung FluidSynth or ffmpeg would; the others answer at once."""
+    if task == 5:
+        wait_forever()
+    return task * task
+
+
+def wait_forever() -> None:
+    import threading
+
+    threading.Event().wait()
+
+
 def report_pid_then_wait(folder: str) -> None:
-    """Leave this worker's pid in ``folder``, then take a long time, as a big item would."""
-    import time
+    """Leave this worker's pid in ``folder``, then never finish: only the end of the coordinator ends it."""
     from pathlib import Path
 
     (Path(folder) / f"{os.getpid()}.pid").touch()
-    time.sleep(60)
+    wait_forever()
 
 
 def run_pool_forever(folder: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline.jobcontrol import job_progress
+from pipeline.background import job_progress
+from pipeline.item_gate import OPEN, set_gate
 from tests.apptest import open_page
-from tests.test_jobcontrol import LONG_JOB_PIECES, many_pieces, wait_for
+from tests.test_background import HELD_JOB_PIECES, gate, many_pieces, wait_for  # noqa: F401 - gate is a fixture
 
 def generate_page(data: Path, monkeypatch) -> AppTest:
     return open_page(data, monkeypatch, "app_pages/generate.py")
@@ -43,26 +45,42 @@ def test_a_bad_name_is_refused_on_the_page_and_nothing_starts(tmp_path: Path, mo
     assert not (tmp_path / "logs").exists() and not (tmp_path / "datasets").exists()
 
 
-def test_start_watch_cancel_and_resume_from_the_page(tmp_path: Path, monkeypatch):
-    data, source = tmp_path / "data", many_pieces(tmp_path / "midi", LONG_JOB_PIECES)
+def test_start_watch_cancel_and_resume_from_the_page(tmp_path: Path, monkeypatch, gate: Path):
+    data, source = tmp_path / "data", many_pieces(tmp_path / "midi", HELD_JOB_PIECES)
+    set_gate(gate, 1)  # one item finishes, the next waits at the gate until the test opens it
     app = generate_page(data, monkeypatch)
     fill_form(app, name="from-page", folder=source, clip_s=3.0)
     app.button[0].click().run()
     assert "Started generating **from-page**" in app.success[0].value
 
-    wait_for(lambda: (p := job_progress(data, "from-page")) and p.status == "running" and p.done >= 1)
+    wait_for(lambda: (p := job_progress(data, "from-page")) and p.status == "running" and p.done == 1)
     app.run()
     assert app.subheader[0].value.endswith("running")
     cancel = next(button for button in app.button if button.label == "Cancel")
     cancel.click().run()
     wait_for(lambda: job_progress(data, "from-page").status == "cancelled")
     app.run()
-    assert app.subheader[0].value.endswith("cancelled") and int(metrics(app)["Done"].split(" / ")[0]) < LONG_JOB_PIECES
+    assert app.subheader[0].value.endswith("cancelled") and metrics(app)["Done"] == f"1 / {HELD_JOB_PIECES}"
 
+    set_gate(gate, OPEN)
     resume = next(button for button in app.button if button.label == "Resume")
     resume.click().run()
     wait_for(lambda: job_progress(data, "from-page").status == "done")
-    wait_for(lambda: f"from-page: {LONG_JOB_PIECES} done" in job_progress(data, "from-page").log)  # after the status
+    wait_for(lambda: f"from-page: {HELD_JOB_PIECES} done" in job_progress(data, "from-page").log)  # after the status
     app.run()
-    assert app.subheader[0].value.endswith("done") and metrics(app)["Done"] == f"{LONG_JOB_PIECES} / {LONG_JOB_PIECES}"
-    assert f"from-page: {LONG_JOB_PIECES} done" in app.code[0].value
+    assert app.subheader[0].value.endswith("done") and metrics(app)["Done"] == f"{HELD_JOB_PIECES} / {HELD_JOB_PIECES}"
+    assert f"from-page: {HELD_JOB_PIECES} done" in app.code[0].value
+
+
+def test_a_failed_job_shows_failed_with_its_reason_and_can_be_resumed(good_folder: Path, tmp_path: Path,
+                                                                      monkeypatch):
+    from pipeline.jobs import GenerateOptions, JobFailed, generate
+
+    data = tmp_path / "data"
+    with pytest.raises(JobFailed, match="cannot reach the Dask cluster"):
+        generate(GenerateOptions(name="broken", source=str(good_folder), data_dir=str(data), clip_seconds=2.0,
+                                 cluster="tcp://127.0.0.1:9"))
+    app = generate_page(data, monkeypatch)
+    assert app.subheader[0].value.endswith(": failed")
+    assert "cannot reach the Dask cluster at 'tcp://127.0.0.1:9'" in app.error[0].value
+    assert any(button.label == "Resume" for button in app.button)

@@ -12,7 +12,7 @@ from model.checkpoints import load_checkpoint
 from model.runs import list_runs
 from pipeline.jobs import GenerateOptions, generate
 from tests.apptest import open_page
-from tests.test_jobcontrol import wait_for
+from tests.test_background import wait_for
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.pool import run_tolerant
-from tests.tasks import failed, square_or_die
+from tests.tasks import failed, square_or_die, square_or_hang
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,6 +20,21 @@ def test_a_crash_or_exception_fails_only_its_own_task(workers):
     assert "13 failed: the worker process crashed while making this item" in results
     assert "7 failed: unexpected ValueError: seven is unlucky" in results
     assert sorted(r for r in results if isinstance(r, int)) == [i * i for i in range(20) if i not in (7, 13)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_hung_task_times_out_alone_and_its_worker_is_replaced(workers):
+    # The hung task has half a second; the others take milliseconds but get a minute, for a busy machine.
+    results = list(run_tolerant(square_or_hang, range(12), workers=workers, on_failure=failed,
+                                time_limit=lambda task: 0.5 if task == 5 else 60.0))
+    assert "5 failed: timed out after 0.5 s" in results
+    assert sorted(r for r in results if isinstance(r, int)) == [i * i for i in range(12) if i != 5]
+
+
+def test_tasks_without_a_limit_and_bad_worker_counts():
+    assert sorted(run_tolerant(square_or_die, [1, 2, 3], workers=3, on_failure=failed)) == [1, 4, 9]
+    with pytest.raises(ValueError, match="workers must be at least 1; got 0"):
+        list(run_tolerant(square_or_die, [1], workers=0, on_failure=failed))
 
 
 def test_workers_exit_when_their_coordinator_is_killed(tmp_path):

@@ -7,10 +7,10 @@ import streamlit as st
 
 from dashboard.settings import data_dir, shown_path
 from pipeline import coverage
+from pipeline.background import (cancel_generation, generation_log, job_progress, resume_options,
+                                 start_generation)
 from pipeline.errors import Mp3MidiError
 from pipeline.instruments import DEFAULT_FAMILIES, FAMILIES
-from pipeline.jobcontrol import (cancel_generation, generation_log, job_progress, resume_options,
-                                 start_generation)
 from pipeline.jobs import DEFAULT_BUILTIN_LIMIT, DEFAULT_CLIP_SECONDS, DEFAULT_MIX_PROBABILITY, GenerateOptions
 from pipeline.soundfonts import installed_soundfonts, user_soundfont_dir
 from pipeline.sources import BUILTIN
@@ -93,7 +93,7 @@ def progress_panel(dataset: str) -> None:
         if st.button("Cancel", key=f"cancel-{dataset}"):
             cancel_generation(data_dir(), dataset)
             st.toast(f"Stopping {dataset}; items made so far are kept.")
-    elif progress.status in ("cancelled", "interrupted") or (progress.total and progress.fraction < 1.0):
+    elif progress.status in ("cancelled", "interrupted", "failed") or (progress.total and progress.fraction < 1.0):
         if st.button("Resume", key=f"resume-{dataset}"):
             try:
                 start_generation(resume_options(data_dir(), dataset, workers=CORES))

@@ -11,11 +11,11 @@ from dashboard.upload import MAX_UPLOAD_MB
 from model.active import active_model, model_choices, set_active_model
 from model.finetune import (FineTuneOptions, finetune_status, list_finetunes, report_table, start_fine_tune,
                             stop_fine_tune)
-from model.launch import start_training, stop_training
 from model.network import SIZES
 from model.runs import config_differences, final_metrics, list_runs, run_metrics
 from model.train import TrainOptions
 from pipeline import coverage
+from pipeline.background import start_training, stop_training
 from pipeline.errors import Mp3MidiError
 from pipeline.soundfont_upload import MAX_SOUNDFONT_BYTES, add_soundfont
 from pipeline.soundfonts import installed_soundfonts, user_soundfont_dir
