@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--item-timeout", type=float, default=None, metavar="SECONDS",
                           help="time limit per item (default: 60 s + 2 s per second of audio the item can last)")
     generate.add_argument("--data-dir", default="data", help="folder for the catalog and the dataset's files")
-    generate.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)  # the dashboard's launch
+    generate.add_argument("--lock-fd", type=int, default=None, metavar="FD",
+                          help="an open file already holding the dataset's lock (passed by the dashboard's launch)")
 
     stats = commands.add_parser("stats", help="print a dataset's coverage summary from the catalog")
     stats.add_argument("--name", required=True, help="the dataset to summarise")
