@@ -63,6 +63,9 @@ def run_tolerant(call: Callable[[Task], Result], tasks: Iterable[Task], *, worke
         while queue or busy:
             while queue and len(busy) < workers:
                 worker = idle.pop() if idle else _Worker(call)
+                if not worker.process.is_alive():  # died while idle (the OOM killer, say): a fresh one instead
+                    worker.close()
+                    worker = _Worker(call)
                 task = queue.popleft()
                 worker.give(task, time_limit(task) if time_limit else None)
                 busy.append(worker)
@@ -109,7 +112,10 @@ class _Worker:
     def give(self, task, limit_s: float | None) -> None:
         self.task, self.limit_s = task, limit_s
         self.deadline = math.inf if limit_s is None else time.monotonic() + limit_s
-        self.connection.send(task)
+        try:
+            self.connection.send(task)
+        except OSError:  # it died just now: its sentinel is ready, and take() fails the task as a crash
+            pass
 
     def take(self) -> tuple[str, object]:
         """The worker's answer: ("done", result) or ("failed", reason); a dead worker's task failed with it."""
