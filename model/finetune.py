@@ -255,7 +255,7 @@ class _stage:
     def _cancelled(self) -> bool:
         """Whether the stage's job or run ended cancelled rather than done."""
         if self.dataset is not None:
-            from pipeline.jobcontrol import job_progress
+            from pipeline.background import job_progress
 
             job = job_progress(self.options.data_dir, self.dataset)
             return job is not None and job.status == "cancelled"
@@ -344,7 +344,7 @@ def finetune_status(data_dir, name: str) -> FineTuneStatus | None:
     """Where fine-tune ``name`` stands: its stage and that stage's own progress (the dataset's job, the run's
     steps, the scoring), its report when done. None when there is no such fine-tune."""
     from pipeline.background import log_path, log_tail
-    from pipeline.jobcontrol import job_progress
+    from pipeline.background import job_progress
 
     from .runs import list_runs
 

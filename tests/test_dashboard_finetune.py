@@ -12,7 +12,7 @@ from model.finetune import finetune_status
 from pipeline.render import default_soundfont
 from tests.apptest import open_page
 from tests.conftest import write_piece
-from tests.test_jobcontrol import wait_for
+from tests.test_background import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -207,7 +207,7 @@ def test_an_item_performed_and_chained_is_the_same_for_the_same_seed(tmp_path: P
 
 
 def test_a_dashboard_resume_keeps_the_performance_and_chain_settings(expressive: Path):
-    from pipeline.jobcontrol import generation_arguments, resume_options
+    from pipeline.background import generation_arguments, resume_options
 
     options = resume_options(expressive / "data", "expressive", workers=1)
     assert (options.performance_probability, options.chain_probability) == (1.0, 1.0)

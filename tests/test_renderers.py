@@ -133,7 +133,7 @@ def test_performed_and_chained_items_play_the_performance_notes_procedurally(pro
 
 
 def test_a_dashboard_resume_keeps_the_renderer_shares(procedural: Path):
-    from pipeline.jobcontrol import generation_arguments, resume_options
+    from pipeline.background import generation_arguments, resume_options
 
     options = resume_options(procedural / "data", "timbres", workers=1)
     assert (options.synth_probability, options.voice_probability) == (0.5, 0.5)
