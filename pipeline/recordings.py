@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import load_audio
+from .background import this_process
 from .catalog import connect, validate_name
 from .constants import FRAMES_PER_SECOND
 from .errors import Mp3MidiError
@@ -89,10 +89,11 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
                                                                  str(audio), digest])
         todo = {item for (item,) in connection.execute(
             "SELECT item_id FROM items WHERE dataset = ? AND status <> 'done'", [name]).fetchall()}
+        me = this_process()
         connection.execute(
-            "INSERT INTO jobs (job_id, dataset, kind, status, pid, host, workers, total, done, failed, updated_at,"
-            " running_at) VALUES (?, ?, 'import', 'running', ?, ?, 1, ?, 0, 0, now(), now())",
-            [job_id, name, os.getpid(), socket.gethostname(), len(planned)])
+            "INSERT INTO jobs (job_id, dataset, kind, status, pid, host, process_started, workers, total, done,"
+            " failed, updated_at, running_at) VALUES (?, ?, 'import', 'running', ?, ?, ?, 1, ?, 0, 0, now(), now())",
+            [job_id, name, me.pid, me.host, me.started, len(planned)])
         connection.execute("COMMIT")
     writer = ResultWriter(data_dir, job_id, name, total=len(todo), progress=progress)
     status = "done"

@@ -20,6 +20,8 @@ from model.finetune import FineTuneOptions, fine_tune, finetune_status, verdict
 from model.runs import run_dir, stored_config
 from pipeline import soundfont_upload
 from pipeline.audio import load_audio
+from pipeline.background import process_id, this_process
+from pipeline.catalog import connect
 from pipeline.constants import SAMPLE_RATE
 from pipeline.errors import Mp3MidiError
 from pipeline.features import spectrogram
@@ -71,6 +73,16 @@ def test_recordings_become_items_through_the_factorys_features_and_labels(materi
         np.testing.assert_array_equal(item.rolls["frame"], labels.frame)
     again = import_recordings(folder, name="mine", data_dir=tmp_path / "data")  # the failed one is tried again
     assert (again.total, again.done, again.failed) == (5, 4, 1)
+
+
+def test_an_import_is_recorded_under_its_process_identity(material, tmp_path):
+    """Host, pid and start time, as every job is: without the start time the import reads 'interrupted' while it
+    runs, and a generation started meanwhile marks it so."""
+    import_recordings(material / "judge", name="judged", data_dir=tmp_path)
+    with connect(tmp_path, read_only=True) as connection:
+        host, pid, started = connection.execute(
+            "SELECT host, pid, process_started FROM jobs WHERE dataset = 'judged' AND kind = 'import'").fetchone()
+    assert process_id(host, pid, started) == this_process()
 
 
 def test_a_folder_without_pairs_is_refused(tmp_path):
