@@ -25,7 +25,7 @@ import json
 import os
 import signal
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -309,10 +309,24 @@ def finetune_arguments(options: FineTuneOptions) -> list[str]:
     return arguments
 
 
+def resolved_options(options: FineTuneOptions) -> FineTuneOptions:
+    """``options`` with every path made absolute (``~`` expanded, the caller's working folder applied), for a child
+    process that starts in another folder and must read the same files."""
+    def absolute(path: str | None, *, keep: str) -> str | None:
+        return path if path in (None, keep) else str(Path(path).expanduser().resolve())
+
+    return replace(options, soundfont=absolute(options.soundfont, keep="default"),
+                   source=absolute(options.source, keep="builtin"), recordings=absolute(options.recordings, keep=""),
+                   judge=absolute(options.judge, keep=""), init_from=absolute(options.init_from, keep="default"),
+                   data_dir=str(Path(options.data_dir).expanduser().resolve()))
+
+
 def start_fine_tune(options: FineTuneOptions):
-    """Check ``options`` and launch the fine-tune in its own process; returns the launcher's record."""
+    """Check ``options`` and launch the fine-tune in its own process; returns the launcher's record. The child gets
+    the paths resolved here (``resolved_options``), never a form's text as typed."""
     from pipeline.background import launch, log_path
 
+    options = resolved_options(options)
     check_options(options)
     return launch("model", finetune_arguments(options), log=log_path(options.data_dir, "finetune", options.name))
 

@@ -167,3 +167,15 @@ def test_fine_tune_from_soundfont_and_recordings_to_a_judged_model(material):
     assert {key: best[key] for key in report["calibrated"]} == report["calibrated"]
     state = finetune_status(data, "tuned")
     assert state.status == "done" and state.stage == "compare" and state.report == json.loads(json.dumps(report))
+
+
+def test_the_launched_fine_tune_gets_absolute_paths(tmp_path, monkeypatch):
+    """The child starts in the project folder: a form's relative folders must mean there what they meant here."""
+    monkeypatch.chdir(tmp_path)
+    options = finetune.resolved_options(FineTuneOptions(name="x", soundfont="fonts/mine.sf2", source="midi",
+                                                        recordings="~/takes", judge=None, data_dir="data"))
+    assert (options.soundfont, options.source) == (str(tmp_path / "fonts/mine.sf2"), str(tmp_path / "midi"))
+    assert options.recordings == str(Path("~/takes").expanduser()) and options.judge is None
+    assert options.data_dir == str(tmp_path / "data")
+    kept = finetune.resolved_options(FineTuneOptions(name="x", soundfont="default", init_from="default"))
+    assert (kept.soundfont, kept.source, kept.init_from) == ("default", "builtin", "default")
