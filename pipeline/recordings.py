@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .audio import load_audio
 from .background import this_process
 from .catalog import connect, validate_name
@@ -129,9 +129,8 @@ def recording_item(item_id: str, audio_path: Path, midi_path: Path, items_dir: P
         audio = load_audio(audio_path)
         items_dir.mkdir(parents=True, exist_ok=True)
         copy = items_dir / f"{item_id}{audio_path.suffix.lower()}"
-        partial = copy.with_name(copy.name + ".partial")
-        shutil.copyfile(audio_path, partial)
-        os.replace(partial, copy)
+        with atomic_path(copy) as partial:  # a full disk fails this item with its reason, not the import
+            shutil.copyfile(audio_path, partial)
         labels = write_item_arrays(items_dir, item_id, audio, notes, None)
     except Mp3MidiError as exc:
         result.error = f"{audio_path.name}: {exc}"

@@ -5,12 +5,12 @@ so a file crafted to crash or hang the synthesizer takes down that child, never 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import Mp3MidiError
 from .soundfonts import SUFFIXES, user_soundfont_dir
 
@@ -39,13 +39,9 @@ def add_soundfont(data_dir: str | Path, filename: str, content: bytes, *,
     target = folder / f"{stem}-{digest}{suffix}"
     if target.is_file() and target.read_bytes() == content:
         return target
-    partial = folder / f".{target.name}.partial"
-    partial.write_bytes(content)
-    try:
+    with atomic_path(target) as partial:  # a full disk is one clear line, and nothing is kept
+        partial.write_bytes(content)
         _check_loads(partial, filename, timeout_s=timeout_s)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     return target
 
 
