@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline.background import job_progress
+from pipeline.background import cancel_generation, job_progress, resume_options
 from pipeline.item_gate import OPEN, set_gate
 from tests.apptest import open_page
 from tests.test_background import HELD_JOB_PIECES, gate, many_pieces, wait_for  # noqa: F401 - gate is a fixture
@@ -84,3 +84,25 @@ def test_a_failed_job_shows_failed_with_its_reason_and_can_be_resumed(good_folde
     assert app.subheader[0].value.endswith(": failed")
     assert "cannot reach the Dask cluster at 'tcp://127.0.0.1:9'" in app.error[0].value
     assert any(button.label == "Resume" for button in app.button)
+
+
+def test_the_form_sets_the_expression_and_renderer_shares(tmp_path: Path, monkeypatch, gate: Path):
+    """Performances, recording chains and the procedural renderers are chosen on the page as on the command line,
+    and the dataset keeps them (a resume carries them)."""
+    data, source = tmp_path / "data", many_pieces(tmp_path / "midi", HELD_JOB_PIECES)
+    set_gate(gate, 0)  # no item starts: the job only has to plan
+    app = generate_page(data, monkeypatch)
+    fill_form(app, name="shares", folder=source)
+    chosen = {"Share performed with expression": 0.5, "Share through a recording chain": 0.25,
+              "Share played by procedural instruments": 0.2, "Share sung by the procedural voice": 0.1}
+    sliders = {widget.label: widget for widget in app.slider}
+    for label, value in chosen.items():
+        sliders[label].set_value(value)
+    app.button[0].click().run()
+    assert "Started generating **shares**" in app.success[0].value
+    wait_for(lambda: (p := job_progress(data, "shares")) is not None and p.status == "running")
+    options = resume_options(data, "shares", workers=1)
+    assert (options.performance_probability, options.chain_probability, options.synth_probability,
+            options.voice_probability) == tuple(chosen.values())
+    assert cancel_generation(data, "shares")
+    wait_for(lambda: job_progress(data, "shares").status == "cancelled")

@@ -40,6 +40,14 @@ with st.form("generate"):
     workers = right.number_input("Worker processes", min_value=1, max_value=4 * CORES, value=CORES)
     seed = right.number_input("Seed", min_value=0, value=0)
     drums = right.checkbox("Render drum tracks into the audio (never labelled)")
+    performed = right.slider("Share performed with expression", 0.0, 1.0, 0.0, 0.05,
+                             help="vibrato, bends, slides, swells, humanized timing; the labels follow the sound")
+    chained = right.slider("Share through a recording chain", 0.0, 1.0, 0.0, 0.05,
+                           help="a room, a microphone, compression, noise and a bitrate drawn per item")
+    synth = right.slider("Share played by procedural instruments", 0.0, 1.0, 0.0, 0.05,
+                         help="additive, FM, plucked and breath instruments instead of a soundfont")
+    voice = right.slider("Share sung by the procedural voice", 0.0, 1.0, 0.0, 0.05,
+                         help="a source-filter singer; with the procedural instruments at most 1 in all")
     submitted = st.form_submit_button("Start", type="primary")
 
 if submitted:
@@ -47,7 +55,8 @@ if submitted:
         name=name.strip(), source=BUILTIN if source_kind.startswith("Built-in") else folder.strip(),
         soundfonts=tuple(chosen_fonts), families=tuple(families), limit=int(limit) or None, clip_seconds=float(clip),
         workers=int(workers), seed=int(seed), data_dir=str(data_dir()), mix_probability=float(mix),
-        render_drums=drums)
+        render_drums=drums, performance_probability=float(performed), chain_probability=float(chained),
+        synth_probability=float(synth), voice_probability=float(voice))
     try:
         launched = start_generation(options)
     except Mp3MidiError as exc:
