@@ -43,10 +43,11 @@ import time
 from pathlib import Path
 
 from model.checkpoints import DEFAULT_CHECKPOINT
-from model.evaluate import evaluate_folder, folder_group, folder_pairs, format_report, report
+from model.evaluate import evaluate_folder, folder_group, format_report, report
 from model.metrics import score_notes
 from pipeline.errors import Mp3MidiError
 from pipeline.midi_io import read_midi
+from pipeline.recordings import recording_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_DIR = Path(__file__).resolve().parent / ".venv-basic-pitch"
@@ -184,7 +185,7 @@ def _compare(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if not checkpoint.is_file():  # checked first: basic-pitch's run is the slow part, not worth doing for nothing
         raise Mp3MidiError(f"no checkpoint at {str(checkpoint)!r}; train one or pass --checkpoint PATH")
-    pairs = folder_pairs(folder)
+    pairs = recording_pairs(folder)
     if args.threads:
         import torch
 

@@ -45,11 +45,11 @@ import mir_eval
 import numpy as np
 
 from model.checkpoints import DEFAULT_CHECKPOINT
-from model.evaluate import folder_pairs
 from model.metrics import score_notes
 from pipeline.errors import Mp3MidiError
 from pipeline.midi_io import read_midi
 from pipeline.notes import Note, remove_self_overlaps
+from pipeline.recordings import recording_pairs
 
 EXIT_USAGE = 2
 HALVES = ("tune", "report", "all")
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     folder = Path(args.folder).resolve()
     halves = read_halves(Path(args.halves))
-    pairs = [(audio, midi) for audio, midi in folder_pairs(folder) if audio.stem in halves]
+    pairs = [(audio, midi) for audio, midi in recording_pairs(folder) if audio.stem in halves]
     if not pairs:
         raise Mp3MidiError(f"no file of {str(folder)!r} is listed in {args.halves}")
     chosen = [pair for pair in pairs if "all" in args.half or halves[pair[0].stem] in args.half]

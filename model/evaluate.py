@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.errors import Mp3MidiError
 from pipeline.midi_io import read_midi
+from pipeline.recordings import recording_pairs
 
 from .checkpoints import checkpoint_thresholds, load_checkpoint, model_from_checkpoint
 from .data import load_items, reference_notes
@@ -21,7 +22,6 @@ from .metrics import Scores, mean_scores, score_notes
 from .thresholds import rules_for
 from .transcribe import load_model, transcribe
 
-AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".m4a")
 MIX = "mix"
 
 
@@ -59,9 +59,9 @@ def evaluate_folder(checkpoint: str | Path | None, folder: str | Path, **decode_
     listed under "failed" with its reason; the others are still scored. Raises when no pair can be scored.
     """
     load_model(checkpoint)  # a bad checkpoint is reported before any file is read
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     rows, failed = [], []
-    for audio_path, midi_path in folder_pairs(folder):
+    for audio_path, midi_path in recording_pairs(folder):
         name = str(audio_path.relative_to(folder))
         try:
             reference = read_midi(midi_path).pitched_notes
@@ -73,17 +73,6 @@ def evaluate_folder(checkpoint: str | Path | None, folder: str | Path, **decode_
     if not rows:
         raise Mp3MidiError(f"no file in {str(folder)!r} could be scored; first failure: {failed[0]['error']}")
     return {**report(rows), "failed": failed}
-
-
-def folder_pairs(folder: Path) -> list[tuple[Path, Path]]:
-    """(audio, reference .mid) pairs below ``folder``: every audio file with a same-stem .mid beside it."""
-    if not folder.is_dir():
-        raise Mp3MidiError(f"{str(folder)!r} is not a folder")
-    pairs = [(audio, audio.with_suffix(".mid")) for audio in sorted(folder.rglob("*"))
-             if audio.suffix.lower() in AUDIO_SUFFIXES and audio.with_suffix(".mid").is_file()]
-    if not pairs:
-        raise Mp3MidiError(f"no audio file with a reference .mid beside it in {str(folder)!r}")
-    return pairs
 
 
 def folder_group(audio_path: Path, folder: Path) -> str:

@@ -44,11 +44,12 @@ class ImportSummary:
 
 
 def recording_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
-    """(audio, reference .mid) pairs below ``folder``, in path order: every audio file with a same-stem .mid."""
+    """(audio, reference .mid) pairs below ``folder`` (``~`` expanded), in path order: every audio file with a
+    same-stem .mid beside it. The paths are ``folder``'s own joined with what lies below it, not resolved."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise Mp3MidiError(f"recordings folder {str(folder)!r} does not exist or is not a folder")
-    pairs = [(audio.resolve(), audio.with_suffix(".mid").resolve()) for audio in sorted(folder.rglob("*"))
+    pairs = [(audio, audio.with_suffix(".mid")) for audio in sorted(folder.rglob("*"))
              if audio.suffix.lower() in AUDIO_SUFFIXES and audio.with_suffix(".mid").is_file()]
     if not pairs:
         raise Mp3MidiError(f"no audio file with a reference .mid of the same name beside it in {str(folder)!r}")
@@ -63,7 +64,7 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
     order with the items made so far kept.
     """
     validate_name(name)
-    pairs = recording_pairs(folder)
+    pairs = [(audio.resolve(), midi.resolve()) for audio, midi in recording_pairs(folder)]
     data_dir = Path(data_dir).resolve()
     items_dir = data_dir / "datasets" / name / "items"
     config = {"source": f"recordings:{Path(folder).expanduser().resolve()}", "soundfonts": [], "seed": 0}
