@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mido
@@ -63,3 +64,16 @@ def bad_folder(tmp_path: Path) -> Path:
     write_raw_midi(root / "three-hours.mid", [("note_on", {"note": 60, "velocity": 100}, 0),
                                               ("note_off", {"note": 60}, 480 * 2 * 60 * 60 * 3)])
     return root
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's Chromium for the browser tests: a failure on CI when it is missing, else a skip."""
+    from dashboard.headless_browser import chromium_path  # imported here: only the browser tests need it
+
+    executable = chromium_path()
+    if executable is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Chromium is missing on CI: install Debian's chromium package (make test does)")
+        pytest.skip("no Chromium at /usr/bin/chromium: install Debian's chromium package (make test does)")
+    return executable

@@ -8,7 +8,6 @@ skipped locally and fails on CI (CI=true).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pretty_midi
 import pytest
 from playwright.sync_api import expect
 
-from dashboard.headless_browser import VIEWPORT, chromium_path, launch_chromium, settle, upload_file
+from dashboard.headless_browser import VIEWPORT, launch_chromium, settle, upload_file
 from dashboard.serve import streamlit_server
 from pipeline.audio import encode_mp3
 from pipeline.notes import Note, Part
@@ -27,16 +26,6 @@ CLIP_S = 2.8
 ONSET_TOLERANCE_S = 0.07
 RESULT_TIMEOUT_MS = 60_000
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    executable = chromium_path()
-    if executable is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is missing on CI: install Debian's chromium package (make test does)")
-        pytest.skip("no Chromium at /usr/bin/chromium: install Debian's chromium package (make test does)")
-    return executable
 
 
 @pytest.fixture

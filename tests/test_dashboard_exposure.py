@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.client
 import json
-import os
 import shlex
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import psutil
 import pytest
 import soundfile
 
-from dashboard.headless_browser import VIEWPORT, chromium_path, launch_chromium, settle, upload_file
+from dashboard.headless_browser import VIEWPORT, launch_chromium, settle, upload_file
 from dashboard.serve import streamlit_server
 from dashboard.upload import BYTES_PER_MB, MAX_UPLOAD_MB, upload_help
 from pipeline.constants import SAMPLE_RATE
@@ -93,16 +92,6 @@ def test_an_address_given_on_the_command_line_wins_over_the_config(tmp_path):
         pytest.skip(f"this system cannot bind {other}")
     with streamlit_server(tmp_path / "data", address=other) as url:
         assert _listening(int(url.rsplit(":", 1)[1])) == {other}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    executable = chromium_path()
-    if executable is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is missing on CI: install Debian's chromium package (make test does)")
-        pytest.skip("no Chromium at /usr/bin/chromium: install Debian's chromium package (make test does)")
-    return executable
 
 
 def _put(url: str, body_bytes: int, *, cookie: str, token: str, declare_length: bool) -> int:
