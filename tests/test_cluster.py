@@ -56,10 +56,11 @@ def test_a_hung_item_on_the_cluster_times_out_and_its_worker_is_replaced(good_fo
         with Client(cluster.scheduler_address) as client:
             before = set(client.run(os.getpid).values())
         summary = generate(GenerateOptions(name="hung", source=str(good_folder), data_dir=str(data),
-                                           clip_seconds=2.0, cluster=cluster.scheduler_address, item_timeout_s=3.0))
+                                           clip_seconds=2.0, cluster=cluster.scheduler_address,
+                                           item_timeout_s=15.0))  # the passed item's first run imports and loads
         with Client(cluster.scheduler_address) as client:
             client.wait_for_workers(2, timeout=60)
             after = set(client.run(os.getpid).values())
     assert (summary.done, summary.failed) == (1, 2)
-    assert summary.failures == {"timed out after 3 s": 2}
+    assert summary.failures == {"timed out after 15 s": 2}
     assert len(after) == 2 and after - before, "no worker process was replaced"
