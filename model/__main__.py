@@ -12,7 +12,6 @@ from model.quantize import QUANTIZE_GRIDS
 from pipeline.allocator import TRAINING_BLOCK_BYTES, WORKING_BLOCK_BYTES, keep_freed_memory
 from pipeline.constants import MAX_AUDIO_MINUTES
 from pipeline.errors import Mp3MidiError
-from pipeline.render import import_fluidsynth_quietly
 
 EXIT_USAGE = 2
 PROG = "python -m model"
@@ -135,7 +134,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    import_fluidsynth_quietly()
+    from pipeline import quiet_fluidsynth  # noqa: F401 - before anything imports pretty_midi
     # This process is ours: its buffers (network windows, CQT chunks, training batches) are kept for reuse.
     keep_freed_memory(TRAINING_BLOCK_BYTES if args.command in ("train", "finetune") else WORKING_BLOCK_BYTES)
     try:

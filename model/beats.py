@@ -1,7 +1,8 @@
-"""Beats from the features the network reads: librosa's onset envelope, dynamic tempo and beat tracker.
+"""Beats from the features the network reads: an onset envelope, librosa's dynamic tempo and beat tracker.
 
-The onset envelope (``onset_envelope()``) is librosa's spectral flux of our log-CQT features, one number per frame,
-with a three-bin maximum filter across frequency so that vibrato does not read as onsets. A stream of feature pieces
+The onset envelope (``onset_envelope()``) is librosa's spectral flux (its ``onset_strength``, written out in NumPy)
+of our log-CQT features, one number per frame, with a three-bin maximum filter across frequency so that vibrato
+does not read as onsets. A stream of feature pieces
 gathers it piece by piece (each piece given the last frame of the one before) into exactly the whole file's envelope.
 
 ``track_beats()`` then estimates a tempo per frame from a local autocorrelation tempogram (librosa's dynamic tempo,
@@ -71,22 +72,27 @@ class BeatGrid:
 
 
 def onset_envelope(features: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
-    """features [frames, bins] from ``spectrogram()`` -> [frames] onset strength (librosa's, on these features).
+    """features [frames, bins] from ``spectrogram()`` -> [frames] onset strength.
 
     Value i is the mean rise into frame i over the bins (each bin compared with the loudest of its neighbours a
     frame before); the first frame of a file has none (0). ``previous`` [bins], the frame before ``features[0]``,
     gives the first value: pieces each given the last frame of the one before join into the whole file's envelope.
-    """
-    import librosa
 
+    This is ``librosa.onset.onset_strength(S=features.T, lag=1, max_size=ONSET_MAX_FILTER_BINS, center=False)``
+    (a test holds them equal) written out in NumPy: that module's import (scipy.signal, numba) costs seconds of
+    CPU in every process, on the streaming path before the first network window, and a fixed ``--tempo`` needs
+    no librosa at all.
+    """
+    features = np.asarray(features, np.float32)
     if len(features) == 0:
         return np.zeros(0, np.float32)
     if previous is not None:
-        features = np.concatenate((previous[None], features))
-    envelope = librosa.onset.onset_strength(S=np.ascontiguousarray(features.T), sr=SAMPLE_RATE,
-                                            hop_length=HOP_LENGTH, lag=1, max_size=ONSET_MAX_FILTER_BINS,
-                                            center=False)
-    return envelope[1:].astype(np.float32) if previous is not None else envelope.astype(np.float32)
+        features = np.concatenate((np.asarray(previous, np.float32)[None], features))
+    half = ONSET_MAX_FILTER_BINS // 2  # the loudest of each bin and its neighbours
+    padded = np.pad(features[:-1], ((0, 0), (half, half)), mode="edge")
+    reference = np.lib.stride_tricks.sliding_window_view(padded, ONSET_MAX_FILTER_BINS, axis=1).max(axis=2)
+    rises = np.maximum(features[1:] - reference, 0.0).mean(axis=1, dtype=np.float32)
+    return rises.astype(np.float32) if previous is not None else np.concatenate(([0.0], rises)).astype(np.float32)
 
 
 def fixed_grid(tempo_bpm: float, *, duration_s: float, confidence: float | None = None,

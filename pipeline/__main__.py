@@ -8,7 +8,6 @@ import sys
 
 from .constants import LOWEST_PITCH, N_KEYS
 from .errors import Mp3MidiError
-from .render import import_fluidsynth_quietly
 from .instruments import FAMILIES
 
 EXIT_FAILED = 1  # the job ran and failed (recorded 'failed' with its reason)
@@ -76,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import_fluidsynth_quietly()
+    from . import quiet_fluidsynth  # noqa: F401 - before anything imports pretty_midi
     from .jobs import JobFailed
 
     try:

@@ -36,7 +36,7 @@ def start_server(preload: Iterable[str]) -> None:
     The server imports them once (not each worker), and while it does, the caller can go on (plan the job).
     A server already running keeps what it has.
     """
-    _CONTEXT.set_forkserver_preload(list(preload))
+    _CONTEXT.set_forkserver_preload(["pipeline.quiet_fluidsynth", *preload])  # quiet first: workers share stdout
     forkserver.ensure_running()
 
 

@@ -164,17 +164,6 @@ def _finish(stereo: np.ndarray, effects: Effects, rng: np.random.Generator | Non
     return np.clip(mono, -1.0, 1.0, out=mono)
 
 
-def import_fluidsynth_quietly() -> None:
-    """Import pyfluidsynth (pretty_midi imports it too) without its import-time note: where the environment has
-    ``CI`` set, it prints the library's location on standard output, mixed into a command's own output. For entry
-    points, before anything imports pretty_midi."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        import fluidsynth  # noqa: F401
-
-
 @lru_cache(maxsize=8)
 def _loaded_font(soundfont: str):
     """A soundfont loaded once in this process: (the synthesizer that owns it, the font handle to lend out)."""

@@ -72,6 +72,23 @@ def test_the_envelope_of_streamed_features_is_the_whole_files(pieces):
     assert np.all(np.abs(frames / 62.5 - np.round(frames / 62.5 / 0.5) * 0.5 - 0.2) <= 0.05)  # peaks at the clicks
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_envelope_is_librosas_onset_strength(seed):
+    """The NumPy envelope equals librosa's onset strength on the same features (float32 rounding apart)."""
+    import librosa
+
+    rng = np.random.default_rng(seed)
+    audio = clicks(np.sort(rng.uniform(0.1, 7.5, 16)), 8.0, program=int(rng.choice([WOODBLOCK, FLUTE, 0])))
+    features = spectrogram(audio + rng.normal(0, 1e-3, audio.size).astype(np.float32))
+    theirs = librosa.onset.onset_strength(S=features.T.astype(np.float64), sr=16_000, hop_length=256, lag=1,
+                                          max_size=3, center=False)
+    ours = onset_envelope(features)
+    assert ours.shape == theirs.shape and ours[0] == 0.0 and theirs.max() > 0.0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    shifted = onset_envelope(np.roll(features, 1, axis=1))  # a bin off is another envelope: the test can fail
+    assert not np.allclose(shifted, theirs, rtol=1e-4, atol=1e-4)
+
+
 # --- tracking -------------------------------------------------------------------------------------------------
 
 
