@@ -2,6 +2,7 @@
 off stderr without silencing anything else the process writes there meanwhile (pipeline.audio)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
