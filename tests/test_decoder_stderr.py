@@ -88,8 +88,8 @@ def test_concurrent_decodes_keep_the_notes_off_stderr_and_nothing_else(tmp_path)
     written = [int(n) for n in re.findall(r"writer line (\d+)", result.stderr)]
     assert written == list(range(WRITER_LINES))  # none lost, in order
     assert sorted(int(n) for n in re.findall(r"child line (\d+)", result.stderr)) == list(range(5))
-    assert "C stdio line after the decodes" in lines  # the C library's stderr is given back
-    assert not [line for line in lines if "MPEG" in line or "libmpg123" in line or line.startswith("Note:")]
+    assert "C stdio line after the decodes" in result.stderr  # the C library's stderr is given back
+    assert not [line for line in result.stderr.splitlines() if "MPEG" in line or "libmpg123" in line or line.startswith("Note:")]
     decoded = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(decoded["threads"]) >= 8
     for path, outcome in decoded["threads"]:  # each thread's decode is what one decode alone gives
