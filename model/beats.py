@@ -31,8 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.constants import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
+from pipeline.constants import FRAMES_PER_SECOND
 from pipeline.errors import Mp3MidiError
+
+from .beat_tracker import (autocorrelation_columns, beat_frames, frames, hann, tempo_frequencies,
+                           tempo_per_column)
 
 DEFAULT_TEMPO_BPM = 120.0
 TEMPO_RANGE_BPM = (40.0, 240.0)
@@ -116,8 +119,6 @@ def checked_tempo(tempo) -> float:
 
 def track_beats(envelope: np.ndarray, *, duration_s: float, min_confidence: float = MIN_CONFIDENCE) -> BeatGrid:
     """envelope [frames] from ``onset_envelope()`` -> the recording's BeatGrid (a tempo map when confident)."""
-    import librosa
-
     envelope = np.asarray(envelope, np.float64)
     if envelope.size < MIN_SECONDS * FRAMES_PER_SECOND or not np.any(envelope > 0):
         return fixed_grid(DEFAULT_TEMPO_BPM, duration_s=duration_s, note=(
@@ -127,8 +128,7 @@ def track_beats(envelope: np.ndarray, *, duration_s: float, min_confidence: floa
                 f"tempo, {overall_bpm:.1f} BPM")
     if confidence < min_confidence:
         return fixed_grid(overall_bpm, duration_s=duration_s, confidence=confidence, note=fallback)
-    frames = librosa.beat.beat_track(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP_LENGTH,
-                                     bpm=local_bpm, tightness=BEAT_TIGHTNESS, trim=True, units="frames")[1]
+    frames = beat_frames(envelope, local_bpm, frame_rate=FRAMES_PER_SECOND, tightness=BEAT_TIGHTNESS)
     if len(frames) < MIN_TRACKED_BEATS:
         return fixed_grid(overall_bpm, duration_s=duration_s, confidence=confidence, note=fallback)
     beats = _extended(_smoothed(frames / FRAMES_PER_SECOND), duration_s=duration_s)
@@ -143,21 +143,18 @@ def _tempogram_analysis(envelope: np.ndarray) -> tuple[np.ndarray, float, float]
     every TEMPOGRAM_HOP frames instead of every frame (the tempo moves slowly; a column per frame cost 1.5 % of
     real time, mostly in FFTs) and only SEGMENT_COLUMNS columns exist at once.
     """
-    import librosa
-
     half = TEMPOGRAM_FRAMES // 2
     padded = np.pad(envelope, half, mode="linear_ramp", end_values=0)
-    windows = librosa.util.frame(padded[:envelope.size - 1 + TEMPOGRAM_FRAMES], frame_length=TEMPOGRAM_FRAMES,
-                                 hop_length=TEMPOGRAM_HOP)  # [lags, columns], a view; column c is frame c * HOP
-    taper = librosa.filters.get_window("hann", TEMPOGRAM_FRAMES, fftbins=True)[:, None]
-    lags_bpm = librosa.tempo_frequencies(TEMPOGRAM_FRAMES, sr=SAMPLE_RATE, hop_length=HOP_LENGTH)
+    windows = frames(padded[:envelope.size - 1 + TEMPOGRAM_FRAMES], length=TEMPOGRAM_FRAMES,
+                     hop=TEMPOGRAM_HOP)  # [lags, columns], a view; column c is frame c * HOP
+    taper = hann(TEMPOGRAM_FRAMES)[:, None]
+    lags_bpm = tempo_frequencies(TEMPOGRAM_FRAMES, frame_rate=FRAMES_PER_SECOND)
     in_range = (lags_bpm >= TEMPO_RANGE_BPM[0]) & (lags_bpm <= TEMPO_RANGE_BPM[1])
     column_bpm = np.empty(windows.shape[1])
     clarity_sum, heard, column_sum = 0.0, 0, np.zeros(TEMPOGRAM_FRAMES)
     for start in range(0, windows.shape[1], SEGMENT_COLUMNS):
         stop = min(start + SEGMENT_COLUMNS, windows.shape[1])
-        columns = librosa.util.normalize(librosa.autocorrelate(windows[:, start:stop] * taper, axis=0), norm=np.inf,
-                                         axis=0)
+        columns = autocorrelation_columns(windows[:, start:stop] * taper)
         column_bpm[start:stop] = _tempo(columns)
         chosen = np.argmin(np.abs(lags_bpm[:, None] - column_bpm[None, start:stop]), axis=0)
         clarity = columns[chosen, np.arange(stop - start)] - np.median(columns[in_range], axis=0)
@@ -174,20 +171,26 @@ def _tempogram_analysis(envelope: np.ndarray) -> tuple[np.ndarray, float, float]
 def _tempo(columns: np.ndarray) -> np.ndarray:
     """[lags, n] tempogram columns -> [n] BPM within TEMPO_RANGE_BPM: librosa's choice (its log-normal prior
     around 120 BPM, one octave wide)."""
-    import librosa
-
-    bpm = librosa.feature.tempo(tg=columns, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, aggregate=None,
-                                max_tempo=TEMPO_RANGE_BPM[1])
+    bpm = tempo_per_column(columns, frame_rate=FRAMES_PER_SECOND, max_bpm=TEMPO_RANGE_BPM[1])
     return np.clip(bpm, *TEMPO_RANGE_BPM)
 
 
 def _smoothed(beats_s: np.ndarray) -> np.ndarray:
-    """Beat times with the frame grid's steps smoothed out by local quadratic fits (still increasing)."""
-    from scipy.signal import savgol_filter
-
+    """Beat times with the frame grid's steps smoothed out by local quadratic fits (still increasing): a
+    Savitzky-Golay filter of SMOOTH_BEATS points (scipy.signal.savgol_filter(x, SMOOTH_BEATS, 2), whose import
+    alone costs more than the whole tracking), the first and last points from the fits of the first and last
+    SMOOTH_BEATS beats."""
     if beats_s.size < SMOOTH_BEATS:
         return beats_s
-    smooth = savgol_filter(beats_s, SMOOTH_BEATS, 2)
+    offsets = np.arange(SMOOTH_BEATS) - SMOOTH_BEATS // 2
+    design = np.vander(offsets, 3, increasing=True)  # [points, 3]: 1, t, t^2
+    fit = design @ np.linalg.pinv(design)  # [points, points]: values of the quadratic fitted to a window
+    windows = np.lib.stride_tricks.sliding_window_view(beats_s, SMOOTH_BEATS)
+    smooth = np.empty_like(beats_s)
+    half = SMOOTH_BEATS // 2
+    smooth[half:beats_s.size - half] = windows @ fit[half]
+    smooth[:half] = (fit @ beats_s[:SMOOTH_BEATS])[:half]
+    smooth[beats_s.size - half:] = (fit @ beats_s[-SMOOTH_BEATS:])[half + 1:]
     return smooth if np.all(np.diff(smooth) > 0) else beats_s
 
 
