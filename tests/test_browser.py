@@ -71,6 +71,7 @@ def test_upload_transcribe_download_and_a_bad_upload(app_url, page, tmp_path):
     onsets = [p.start_s for p in PLAYED]  # and nothing starts where nothing was played
     assert all(min(abs(n.start - onset) for onset in onsets) <= ONSET_TOLERANCE_S for n in notes)
 
+    settle(page)  # a download does not rerun the page; should one ever, the next click waits for it
     with page.expect_download(timeout=RESULT_TIMEOUT_MS) as sheet:  # made when clicked (music21 loads then)
         page.get_by_role("button", name="Download .musicxml").click()
     assert sheet.value.suggested_filename == "five notes.musicxml"

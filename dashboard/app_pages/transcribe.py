@@ -145,15 +145,18 @@ except Mp3MidiError as exc:
     playback_col.info(f"Nothing to play back: {exc}")
 
 stem = Path(uploaded.name).stem
+# A download changes nothing on the page, so it does not rerun it (a rerun would also swap the buttons' files
+# under a second click made while it runs).
 midi_col, csv_col, score_col = st.columns(3)
 midi_col.download_button("Download .mid", midi_data, file_name=f"{stem}.mid", mime="audio/midi",
-                         icon=":material/download:")
+                         on_click="ignore", icon=":material/download:")
 csv_col.download_button("Download .csv", notes_csv(result.notes), file_name=f"{stem}.csv", mime="text/csv",
-                        icon=":material/download:")
+                        on_click="ignore", icon=":material/download:")
 score_col.download_button("Download .musicxml",  # made when clicked: music21 takes a while on long pieces
                           lambda: sheet_music(result.notes, result.beats, grid=quantize, title=stem),
                           file_name=f"{stem}.musicxml", mime="application/vnd.recordare.musicxml+xml",
-                          icon=":material/download:", help="Sheet music for notation programs (MuseScore ...): "
+                          on_click="ignore", icon=":material/download:",
+                          help="Sheet music for notation programs (MuseScore ...): "
                           "on the quantization grid (sixteenths when none), key and time signature estimated.")
 st.dataframe(notes_frame(result.notes), hide_index=True,
              column_config={column: st.column_config.NumberColumn(format="%.3f")
