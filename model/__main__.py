@@ -50,6 +50,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                        help="steps between validation scores; each writes latest.pt (best.pt when onset F1 improves)")
     train.add_argument("--bin-shift", type=int, choices=(0, 1, 2), default=0,
                        help="shift features by up to this many CQT bins (33 cents each), labels unchanged (default off)")
+    train.add_argument("--onset-pos-weight", type=float, default=4.0,
+                       help="weight of an onset positive in the onset head's loss (default 4)")
+    train.add_argument("--onset-tail", type=float, default=1.0,
+                       help="target of the frame after an onset (onset targets are two frames wide); 0.5 makes it "
+                            "soft so the peak sharpens (default 1)")
+    train.add_argument("--inside-onset-weight", type=float, default=1.0,
+                       help="weight of the onset head's negatives inside sounding notes, where vibrato and scoops "
+                            "tempt it to fire (default 1)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--data-dir", default="data", help="folder holding the catalog, datasets and runs")
 
@@ -151,13 +159,17 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
 
 
 def _train(args) -> int:
+    from .network import OnsetLoss
     from .train import TrainOptions, train
 
+    onset_loss = OnsetLoss(pos_weight=args.onset_pos_weight, tail=args.onset_tail,
+                           inside_weight=args.inside_onset_weight)
     metrics = train(TrainOptions(
         datasets=args.dataset, run=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         size=args.size or (None if args.init_from else "small"), seed=args.seed, device=args.device,
         resume=args.resume, data_dir=args.data_dir, eval_every=args.eval_every, eval_items=args.eval_items,
-        bin_shift=args.bin_shift, threads=args.threads, init_from=args.init_from, progress=sys.stderr.isatty()))
+        bin_shift=args.bin_shift, threads=args.threads, init_from=args.init_from, onset_loss=onset_loss,
+        progress=sys.stderr.isatty()))
     print(json.dumps({key: round(value, 4) for key, value in metrics.items()}))
     return 0
 

@@ -29,7 +29,7 @@ HEADS = ("onset", "frame", "offset", "velocity")
 INITIAL_LOGIT = -3.0  # sigmoid(-3) = 5 %: about how often a key is sounding in a frame
 # Onsets and offsets are rare events a frame or two long: weighting their positives keeps the heads from settling
 # on "never" (seen in training: onset probabilities stuck near 0.05 at true onsets while frames were learnt).
-_POS_WEIGHT = {"onset": torch.tensor(4.0), "offset": torch.tensor(2.0)}
+_POS_WEIGHT = {"offset": torch.tensor(2.0)}  # the onset head's: OnsetLoss
 
 
 @dataclass(frozen=True)
@@ -189,15 +189,51 @@ class LossWeights:
     velocity: float = 0.5
 
 
+@dataclass(frozen=True)
+class OnsetLoss:
+    """How the onset head is taught. The defaults are the first recipe's; the others answer an onset head that fires
+    inside held notes (vibrato, scoops), see docs/MODEL_CARD.md.
+
+    pos_weight: weight of an onset positive. tail: target on the widened frames after the onset frame (1: as hard as
+    the onset frame itself, 0.5: a soft second frame, so the peak sharpens). inside_weight: weight of a negative frame
+    inside a sounding note (frame label 1, onset label 0), the confusion of a vibrato cycle for a re-strike.
+    """
+
+    pos_weight: float = 4.0
+    tail: float = 1.0
+    inside_weight: float = 1.0
+
+    def __post_init__(self):
+        if not self.pos_weight > 0:
+            raise Mp3MidiError(f"the onset positive weight must be positive; got {self.pos_weight}")
+        if not 0 < self.tail <= 1:
+            raise Mp3MidiError(f"the onset tail target must be in (0, 1]; got {self.tail}")
+        if not self.inside_weight > 0:
+            raise Mp3MidiError(f"the weight of onset negatives inside notes must be positive; got {self.inside_weight}")
+
+
+def onset_loss(logits: torch.Tensor, labels: dict[str, torch.Tensor], recipe: OnsetLoss) -> torch.Tensor:
+    """Binary cross-entropy of the onset head [B, T, 88] against its widened labels, shaped by ``recipe``."""
+    target = labels["onset"]
+    if recipe.tail != 1.0:  # the struck frame is where velocity is labelled; the widened frames after it get ``tail``
+        target = torch.maximum((labels["velocity"] > 0).to(target.dtype), target * recipe.tail)
+    weight = None
+    if recipe.inside_weight != 1.0:
+        weight = 1.0 + (recipe.inside_weight - 1.0) * labels["frame"] * (1.0 - labels["onset"])
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight,
+                                              pos_weight=torch.tensor(recipe.pos_weight, device=logits.device))
+
+
 def losses(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
-           weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+           weights: LossWeights = LossWeights(), *, onset: OnsetLoss = OnsetLoss()) -> dict[str, torch.Tensor]:
     """Per-head losses and their weighted ``total``. labels: onset/frame/offset in {0,1}, velocity in [0,1], [B, T, 88].
 
     Velocity is learned only where a note starts (Onsets and Frames), as squared error of the sigmoid output.
-    Onset and offset positives are weighted (``_POS_WEIGHT``).
+    Offset positives are weighted (``_POS_WEIGHT``); the onset head as ``onset`` says (:class:`OnsetLoss`).
     """
     parts = {name: F.binary_cross_entropy_with_logits(logits[name], labels[name], pos_weight=_POS_WEIGHT.get(name))
-             for name in ("onset", "frame", "offset")}
+             for name in ("frame", "offset")}
+    parts["onset"] = onset_loss(logits["onset"], labels, onset)
     mask = (labels["velocity"] > 0).float()  # the onset frame itself (onset targets are widened)
     velocity_error = (torch.sigmoid(logits["velocity"]) - labels["velocity"]) ** 2
     parts["velocity"] = (velocity_error * mask).sum() / mask.sum().clamp(min=1.0)

@@ -24,7 +24,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +38,14 @@ from .data import Augment, CropDataset, check_validation_split, load_items, refe
 from .decoding import decode
 from .inference import activations
 from .metrics import mean_scores, score_notes
-from .network import ModelConfig, Transcriber, config_for, losses, parameter_count
+from .network import ModelConfig, OnsetLoss, Transcriber, config_for, losses, parameter_count
 from .thresholds import DEFAULT_RULES, choose_thresholds
 
 WARMUP_STEPS = 200
 FINAL_LR_FRACTION = 0.1
 CLIP_NORM = 3.0
 VALIDATION_CROPS = 32
+OPTIONAL_IDENTITY = ("bin_shift", "onset_loss")  # named in a run's identity only when not the default
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TrainOptions:
     progress: bool = False
     threads: int | None = None
     init_from: str | None = None  # a checkpoint whose weights the run starts from ('default': the committed one)
+    onset_loss: OnsetLoss = field(default_factory=OnsetLoss)  # how the onset head is taught
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the run it continues."""
@@ -76,6 +78,8 @@ class TrainOptions:
             identity["bin_shift"] = self.bin_shift
         if self.init_from:
             identity["init_from"] = str(init_path(self.init_from))
+        if self.onset_loss != OnsetLoss():  # named only when changed, as bin_shift
+            identity["onset_loss"] = asdict(self.onset_loss)
         return identity
 
 
@@ -147,7 +151,8 @@ def check_options(options: TrainOptions) -> Start:
         raise Mp3MidiError(f"--resume: run {options.run!r} has no checkpoint to continue from")
     stored = runs.stored_config(options.data_dir, options.run)
     identity = options.identity()
-    if stored is not None and {key: stored.get(key) for key in identity} != identity and latest.is_file():
+    named = set(identity) | {key for key in OPTIONAL_IDENTITY if stored is not None and key in stored}
+    if stored is not None and {key: stored.get(key) for key in named} != identity and latest.is_file():
         raise Mp3MidiError(f"run {options.run!r} exists with other settings ({stored}); choose another --run")
     if latest.is_file():
         saved = load_checkpoint(latest)
@@ -225,7 +230,7 @@ def train(options: TrainOptions) -> dict:
                    device=device, parameters=parameter_count(model), steps=options.steps)
     if fresh and start.source is not None:  # the "before": the checkpoint as it came, at its own thresholds
         before = evaluate_model(model, validation_items, validation_crops, device=device,
-                                thresholds=checkpoint_thresholds(start.source))
+                                thresholds=checkpoint_thresholds(start.source), onset_loss=options.onset_loss)
         runs.record_metrics(options.data_dir, options.run, 0, before, best=None)
 
     bar = _progress(options, step)
@@ -240,7 +245,7 @@ def train(options: TrainOptions) -> dict:
             model.train()
             batch = _batch(crops, step, options.batch_size, device)
             with torch.autocast(device_type=device, dtype=torch.float16, enabled=device == "cuda"):
-                loss = losses(model(batch["features"]), batch)["total"]
+                loss = losses(model(batch["features"]), batch, onset=options.onset_loss)["total"]
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
@@ -255,7 +260,8 @@ def train(options: TrainOptions) -> dict:
                 bar.set_postfix(loss=f"{np.mean(window_loss[-20:]):.4f}", refresh=False)
             if step % options.eval_every == 0 or step == options.steps:
                 speed = window_examples / (time.perf_counter() - window_started)
-                metrics = evaluate_model(model, validation_items, validation_crops, device=device)
+                metrics = evaluate_model(model, validation_items, validation_crops, device=device,
+                                         onset_loss=options.onset_loss)
                 metrics.update(train_loss=float(np.mean(window_loss)), learning_rate=lr, examples_per_s=speed)
                 improved = metrics["onset_f1"] > best[1]
                 if improved:
@@ -301,14 +307,14 @@ def _batch(crops: CropDataset, step: int, batch_size: int, device: str) -> dict[
 
 @torch.no_grad()
 def evaluate_model(model: Transcriber, items, validation_crops: CropDataset, *, device: str,
-                   thresholds: dict | None = None) -> dict:
+                   thresholds: dict | None = None, onset_loss: OnsetLoss = OnsetLoss()) -> dict:
     """Validation loss on fixed crops, and mir_eval scores of notes decoded from whole items at the thresholds
     returned with them: ``thresholds`` when given, else those chosen on these items (what the checkpoint keeps)."""
     model.eval()
     crop_losses = []
     for start in range(0, VALIDATION_CROPS, 8):
         batch = _batch(validation_crops, start // 8, 8, device)
-        crop_losses.append(float(losses(model(batch["features"]), batch)["total"]))
+        crop_losses.append(float(losses(model(batch["features"]), batch, onset=onset_loss)["total"]))
     outputs = [activations(model, item.features, device=device) for item in items]
     if thresholds is None:  # with the expression rules of decoding the checkpoint will keep (as transcription does)
         thresholds = {**choose_thresholds(outputs, [item.rolls for item in items]), **DEFAULT_RULES}

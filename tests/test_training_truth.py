@@ -17,7 +17,7 @@ from model import runs
 from model.checkpoints import DEFAULT_CHECKPOINT, checkpoint_thresholds, load_checkpoint, save_checkpoint
 from model.data import load_items, split_rows
 from model.evaluate import evaluate_dataset
-from model.network import Transcriber, config_for
+from model.network import OnsetLoss, Transcriber, config_for
 from model.thresholds import calibrate
 from model.train import TrainOptions, train
 from pipeline.catalog import connect
@@ -172,3 +172,16 @@ def test_init_from_a_bad_checkpoint_is_one_line_and_touches_nothing(data, tmp_pa
     assert re.search(message, result.stderr), result.stderr
     assert not runs.run_dir(data, "from-bad").exists() and run_rows(data, "from-bad") == 0
     assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_a_run_records_its_onset_recipe_and_is_not_continued_with_another(data):
+    recipe = OnsetLoss(pos_weight=2.0, tail=0.5, inside_weight=2.0)
+    options = dict(datasets=["tiny"], run="recipe", steps=4, eval_every=2, data_dir=str(data), **SMALL)
+    train(TrainOptions(onset_loss=recipe, **options))
+    expected = {"pos_weight": 2.0, "tail": 0.5, "inside_weight": 2.0}
+    assert runs.stored_config(data, "recipe")["onset_loss"] == expected
+    assert load_checkpoint(runs.run_dir(data, "recipe") / "best.pt")["train_config"]["onset_loss"] == expected
+    with pytest.raises(Mp3MidiError, match="run 'recipe' exists with other settings"):
+        train(TrainOptions(onset_loss=OnsetLoss(), **options))
+    train(TrainOptions(datasets=["tiny"], run="plain", steps=2, eval_every=2, data_dir=str(data), **SMALL))
+    assert "onset_loss" not in runs.stored_config(data, "plain")  # the first recipe: runs from before it still resume
