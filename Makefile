@@ -18,6 +18,12 @@ TRAIN_BANK_PACKAGES := fluid-soundfont-gm fluidr3mono-gm-soundfont opl3-soundfon
 # Shares of training items played by procedural instruments and sung by the procedural voice (pipeline.renderers)
 SYNTH_PROBABILITY ?= 0.2
 VOICE_PROBABILITY ?= 0.1
+# Shares played as performances (vibrato, slides, bends, pedal, moving dynamics) and recorded through a drawn chain
+# (room, microphone, EQ, compressor, noise, bitrate): half each keeps the factory near 100x real time per core.
+PERFORMANCE_PROBABILITY ?= 0.5
+CHAIN_PROBABILITY ?= 0.5
+TRAIN_RENDERING = --synth-probability $(SYNTH_PROBABILITY) --voice-probability $(VOICE_PROBABILITY) \
+  --performance-probability $(PERFORMANCE_PROBABILITY) --chain-probability $(CHAIN_PROBABILITY)
 UNSEEN_SOUNDFONT := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 UNRELATED_SOUNDFONT := /usr/share/sounds/sf2/sf_GMbank.sf2
 FM_SOUNDFONT := /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
@@ -71,10 +77,10 @@ bench: setup
 train-default: setup
 	$(MAKE) system APT_PACKAGES="$(TRAIN_BANK_PACKAGES) musescore-general-soundfont-small csound-soundfont"
 	$(PY) -m pipeline generate --name builtin-train --limit 160 --seed 0 --soundfont $(TRAIN_SOUNDFONTS) \
-	  --synth-probability $(SYNTH_PROBABILITY) --voice-probability $(VOICE_PROBABILITY)
+	  $(TRAIN_RENDERING)
 	$(PY) benchmarks/procedural_midi.py --out data/procedural-midi --count 360 --first-seed 100000
 	$(PY) -m pipeline generate --name procedural-train --source data/procedural-midi --seed 0 \
-	  --soundfont $(TRAIN_SOUNDFONTS) --synth-probability $(SYNTH_PROBABILITY) --voice-probability $(VOICE_PROBABILITY)
+	  --soundfont $(TRAIN_SOUNDFONTS) $(TRAIN_RENDERING)
 	$(PY) -m model train --dataset builtin-train procedural-train --run default --steps $(TRAIN_STEPS) \
 	  --batch-size 12 --eval-every 300 --seed 0 --threads 2
 	cp data/runs/default/best.pt model/checkpoints/default.pt

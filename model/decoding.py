@@ -231,8 +231,9 @@ def monophonic(spans: list[tuple[int, int, int]], frames: np.ndarray) -> list[tu
             kept.append(span)
             continue
         c_start, c_end, c_key = kept[-1]
-        if start - c_start < MONO_SAME_ONSET_FRAMES:
-            if weight(*span) > weight(*kept[-1]):
+        if start - c_start < MONO_SAME_ONSET_FRAMES:  # rivals for one onset: the louder over the time both sound
+            both = slice(max(start, c_start), min(end, c_end))
+            if frames[both, key].astype(np.float64).mean() > frames[both, c_key].astype(np.float64).mean():
                 kept[-1] = span
             continue
         shared = slice(start, min(end, c_end))

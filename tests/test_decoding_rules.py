@@ -140,6 +140,17 @@ def test_mono_keeps_the_stronger_of_two_notes_struck_together(ghost_strength, of
     assert [n.pitch - LOWEST_PITCH for n in mono] == [KEY]
 
 
+@pytest.mark.parametrize("restruck_at", [30, 40, 60])
+def test_mono_rivals_are_compared_while_both_sound_not_by_length(restruck_at):
+    """A note re-struck soon after (a tongued repeat) is short; a weaker ghost an octave up struck with it lasts
+    longer. Over the frames they share the played note is louder, so it stays (summed over each one's own span, the
+    ghost won: a saxophone's first tongued note was lost that way)."""
+    onsets, frames = heads((KEY, 10, restruck_at), (KEY, restruck_at, 100))
+    onsets[10, KEY + 12], frames[10:100, KEY + 12] = 1.0, 0.5
+    mono = decode(onsets, frames, frame_threshold=0.2, restrike_threshold=0.8, mono=True)
+    assert [(n.pitch - LOWEST_PITCH, *frames_of(n)) for n in mono] == [(KEY, 10, restruck_at), (KEY, restruck_at, 100)]
+
+
 @pytest.mark.parametrize(("new_strength", "takes_over"), [(0.5, False), (0.85, False), (0.95, True)])
 def test_mono_a_later_note_takes_over_only_when_it_is_louder_than_the_sounding_one(new_strength, takes_over):
     onsets, frames = heads((KEY, 10, 120))  # frame head 0.9
