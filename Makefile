@@ -28,6 +28,10 @@ UNSEEN_SOUNDFONT := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 UNRELATED_SOUNDFONT := /usr/share/sounds/sf2/sf_GMbank.sf2
 FM_SOUNDFONT := /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
 TRAIN_STEPS ?= 2400
+TRAIN_LR ?= 0.002
+# Empty: a new network. A checkpoint: a warm start from its weights (the committed default was made this way, see
+# docs/MODEL_CARD.md: TRAIN_FROM=<the previous default> TRAIN_STEPS=1200 TRAIN_LR=0.001).
+TRAIN_FROM ?=
 
 .PHONY: setup system run test demo bench train-default finetune-measure clean-data
 
@@ -82,7 +86,8 @@ train-default: setup
 	$(PY) -m pipeline generate --name procedural-train --source data/procedural-midi --seed 0 \
 	  --soundfont $(TRAIN_SOUNDFONTS) $(TRAIN_RENDERING)
 	$(PY) -m model train --dataset builtin-train procedural-train --run default --steps $(TRAIN_STEPS) \
-	  --batch-size 12 --eval-every 300 --seed 0 --threads 2
+	  --batch-size 12 --eval-every 300 --seed 0 --threads 2 --bin-shift 1 --lr $(TRAIN_LR) \
+	  $(if $(TRAIN_FROM),--init-from $(TRAIN_FROM))
 	cp data/runs/default/best.pt model/checkpoints/default.pt
 	$(PY) -m model calibrate --checkpoint model/checkpoints/default.pt --dataset builtin-train procedural-train
 	$(PY) -m model evaluate --dataset builtin-train procedural-train --split test --json docs/eval-held-out.json

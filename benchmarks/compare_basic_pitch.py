@@ -42,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.realdev_errors import mean_with_interval
 from model.checkpoints import DEFAULT_CHECKPOINT
 from model.evaluate import evaluate_folder, folder_group, format_report, report
 from model.metrics import score_notes
@@ -78,6 +79,7 @@ WARMUP_HZ = 440.0
 WARMUP_AMPLITUDE = 0.5
 BASIC_PITCH_MIN_NOTE_MS = 127.70  # predict()'s default minimum_note_length
 EXIT_USAGE = 2
+BOOTSTRAP_RESAMPLES = 1000  # for the overall means' 95 % intervals
 METRICS = (("onset_f1", "onset F1"), ("offset_f1", "note+offset F1"), ("frame_f1", "frame F1"))
 SYSTEMS = ("ours", "basic_pitch")
 SYSTEM_NAMES = {"ours": "our model", "basic_pitch": f"basic-pitch {BASIC_PITCH_VERSION}"}
@@ -326,6 +328,14 @@ def markdown_table(results: dict) -> str:
         cells = [f"{scores[system][key]:.3f}" for key, _ in METRICS for system in SYSTEMS]
         lines.append(_row([name, str(items), *cells]))
 
+    lines += ["", f"Overall, bootstrap 95 % interval of the mean over files ({BOOTSTRAP_RESAMPLES} resamples):"]
+    for system in SYSTEMS:
+        items = reports[system]["items"]
+        spans = [mean_with_interval([item[key] for item in items], resamples=BOOTSTRAP_RESAMPLES)
+                 for key, _ in METRICS]
+        lines.append(f"- {SYSTEM_NAMES[system]}: " + ", ".join(
+            f"{label} {span['mean']:.3f} [{span['low']:.3f}, {span['high']:.3f}]" for (_, label), span in
+            zip(METRICS, spans)))
     lines += ["", _row(["system", "wall s", "audio s / wall s", "not timed"]), _row(["---", "---:", "---:", "---"])]
     threads = f"{results['threads']} thread(s)" if results["threads"] else "library default threads"
     setups = {"ours": "imports",

@@ -148,19 +148,21 @@ def _splits(reference: list[Note], estimated: list[Note]) -> tuple[int, int]:
 
 def summary(rows: list[dict[str, float]], *, resamples: int) -> dict[str, dict[str, float]]:
     """Per measure: the mean over files and the bootstrap 95% interval of that mean (files resampled)."""
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    picks = rng.integers(0, len(rows), size=(resamples, len(rows))) if resamples else None
-    result = {}
-    for measure in MEASURES:
-        values = np.array([row[measure] for row in rows], dtype=float)
-        entry = {"mean": float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")}
-        if picks is not None:
-            with warnings.catch_warnings():  # a resample of files that all lack a measure (no matched onset): NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
-                means = np.nanmean(values[picks], axis=1)
-            entry["low"], entry["high"] = (float(v) for v in np.nanpercentile(means, [2.5, 97.5]))
-        result[measure] = entry
-    return result
+    return {measure: mean_with_interval([row[measure] for row in rows], resamples=resamples) for measure in MEASURES}
+
+
+def mean_with_interval(values, *, resamples: int, seed: int = BOOTSTRAP_SEED) -> dict[str, float]:
+    """{'mean'} of per-file values (NaN ignored) and, when ``resamples``, its bootstrap 95% interval {'low', 'high'}:
+    the files drawn again with replacement ``resamples`` times (seeded, so a table is the same every run)."""
+    values = np.asarray(values, dtype=float)
+    entry = {"mean": float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")}
+    if resamples:
+        picks = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+        with warnings.catch_warnings():  # a resample of files that all lack a measure (no matched onset): NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(values[picks], axis=1)
+        entry["low"], entry["high"] = (float(v) for v in np.nanpercentile(means, [2.5, 97.5]))
+    return entry
 
 
 def read_halves(path: Path) -> dict[str, str]:

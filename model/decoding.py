@@ -61,6 +61,9 @@ def decode(onsets: np.ndarray, frames: np.ndarray, *, offsets: np.ndarray | None
       ``offset_threshold``, or where the next onset on the same key strong enough to re-strike a sounding key
       begins (``restrike_threshold``, or any onset right after a dip), whichever comes first. Frame activity with
       no onset before it makes no note; a weaker onset inside a note that kept sounding is absorbed by it.
+    * **The opening.** A key that sounds through the recording's first ``OPENING_FRAMES`` (48 ms) with no onset
+      among them starts a note at 0 s: a recording cut in the middle of a note, or one whose first note begins on
+      its first sample, gives the onset head no attack to see. Only for a whole recording (``frame_offset`` 0).
     * **Short notes are kept and lengthened, never dropped** (unless ``min_sounding_ms`` says otherwise). A note
       shorter than ``min_note_ms`` is extended to ``min_note_ms``, but never past the next onset on its key. An
       onset peak above the threshold is the strongest evidence the network gives that a key was struck; a short
@@ -93,6 +96,8 @@ def decode(onsets: np.ndarray, frames: np.ndarray, *, offsets: np.ndarray | None
             sounding &= _column(offsets, key) < offset_threshold
         column = _column(onsets, key)
         starts = onset_frames(column, onset_threshold)
+        if frame_offset == 0 and _sounding_from_the_start(sounding, starts):
+            starts = np.concatenate(([0], starts))
         for start, end in _key_spans(starts, column, sounding, bridged(sounding, gap_frames), restrike):
             if end - start >= min_sounding:
                 spans.append((start, end, key))
@@ -107,6 +112,7 @@ RESTRIKE_DIP_FRAMES = 4  # an onset within 64 ms after a dip of its key re-strik
 FRAGMENT_RATIO = 3.0  # a fragment merges only into a note at least this many times its length
 FRAGMENT_GAP_FRAMES = 3  # ... that overlaps it or lies within this many frames (48 ms) of it
 MONO_SAME_ONSET_FRAMES = 3  # mono: notes starting this close (48 ms) are rivals for one onset
+OPENING_FRAMES = 3  # a key sounding through the recording's first 48 ms with no onset there starts a note at 0 s
 RULE_RANGES = {  # knob -> (lowest, highest) accepted value
     "onset_threshold": (0.0, 1.0), "frame_threshold": (0.0, 1.0), "min_note_ms": (0.0, 10_000.0),
     "gap_ms": (0.0, 1_000.0), "fragment_ms": (0.0, 1_000.0), "min_sounding_ms": (0.0, 1_000.0),
@@ -269,6 +275,13 @@ def _notes(spans, n_frames: int, velocities, *, min_note_ms: float, frame_offset
 def _frames_within(milliseconds: float) -> int:
     """``milliseconds`` as a whole number of frames (rounded to the nearest frame)."""
     return int(round(milliseconds / 1000.0 * FRAMES_PER_SECOND))
+
+
+def _sounding_from_the_start(sounding: np.ndarray, starts: np.ndarray) -> bool:
+    """Whether a key sounds through the recording's first OPENING_FRAMES with no onset among them: a note already
+    sounding (or struck on the very first frame, before the network has any context) when the recording begins."""
+    opening = min(OPENING_FRAMES, sounding.size)
+    return bool(opening and sounding[:opening].all() and not (starts.size and starts[0] < opening))
 
 
 def onset_frames(probabilities: np.ndarray, threshold: float) -> np.ndarray:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.decoding import DEFAULT_VELOCITY, decode, onset_frames
+from model.decoding import DEFAULT_VELOCITY, OPENING_FRAMES, decode, onset_frames
 from pipeline.constants import FRAME_SECONDS, FRAMES_PER_SECOND, LOWEST_PITCH, N_KEYS
 from pipeline.errors import Mp3MidiError
 from pipeline.labels import note_labels
@@ -63,10 +63,13 @@ def test_label_rolls_decode_back_to_their_notes(piece, activations):
 
 
 def one_key(onset: list[float], frame: list[float] | None = None, key: int = 39) -> dict[str, np.ndarray]:
-    """Activations with ``onset`` (and ``frame``, default all 1) on one key, silent elsewhere."""
+    """Activations with ``onset`` (and ``frame``, default 1 after a silent opening: a key sounding from the
+    recording's first frame starts a note there, see the opening test) on one key, silent elsewhere."""
     onsets, frames = np.zeros((len(onset), N_KEYS)), np.zeros((len(onset), N_KEYS))
     onsets[:, key] = onset
     frames[:, key] = 1.0 if frame is None else frame
+    if frame is None:
+        frames[:OPENING_FRAMES, key] = 0.0
     return dict(onsets=onsets, frames=frames)
 
 
@@ -121,7 +124,7 @@ def test_offsets_end_a_note_but_not_at_its_onset_frame():
 
 
 def test_frame_activity_with_no_onset_makes_no_note():
-    assert decode(**one_key([0.0] * 30, [1.0] * 30)) == []
+    assert decode(**one_key([0.0] * 30, [0.0] + [1.0] * 29)) == []  # (from the very first frame: the opening rule)
 
 
 @pytest.mark.parametrize("min_note_ms", [0.0, 10.0, 50.0, 100.0, 250.0])
@@ -196,3 +199,24 @@ def test_no_frames_no_notes():
 def test_bad_shapes_are_refused(arrays, message):
     with pytest.raises(Mp3MidiError, match=r"\[frames, 88\].*" + message):
         decode(**arrays)
+
+
+@pytest.mark.parametrize(("first_sounding", "onset_at", "frame_offset", "expected_start"), [
+    (0, None, 0, 0),  # sounding from the first frame, no onset anywhere near: a note from 0 s
+    (0, 1, 0, 1),  # an onset in the opening: that onset starts the note, as always
+    (0, 40, 0, 0),  # an onset much later on the sounding key: the opening note, then that one
+    (1, None, 0, None),  # silent on the first frame: frame activity without an onset is no note
+    (0, None, 625, None),  # a window inside a longer file: its first frame is not the recording's start
+])
+def test_a_key_sounding_when_the_recording_begins_starts_a_note(first_sounding, onset_at, frame_offset,
+                                                                expected_start):
+    onsets, frames = np.zeros((N_FRAMES, N_KEYS)), np.zeros((N_FRAMES, N_KEYS))
+    frames[first_sounding:80, 20] = 0.9
+    if onset_at is not None:
+        onsets[onset_at, 20] = 0.9
+    notes = decode(onsets, frames, frame_offset=frame_offset)
+    starts = [round(n.start_s * FRAMES_PER_SECOND) - frame_offset for n in notes]
+    assert starts[:1] == ([] if expected_start is None else [expected_start])
+    assert all(n.pitch == LOWEST_PITCH + 20 for n in notes)
+    if onset_at == 40:
+        assert starts == [0, 40]

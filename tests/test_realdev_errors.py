@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchmarks.realdev_errors import breakdown, read_halves, summary
+from benchmarks.compare_basic_pitch import markdown_table
+from benchmarks.realdev_errors import breakdown, mean_with_interval, read_halves, summary
 from pipeline.errors import Mp3MidiError
 from pipeline.notes import Note
 
@@ -48,6 +49,26 @@ def test_summary_gives_a_mean_inside_its_interval():
     rows = [breakdown(REFERENCE, REFERENCE), breakdown(REFERENCE, shifted(REFERENCE, seconds=0.2))]
     entry = summary(rows, resamples=200)["onset_f1"]
     assert entry["mean"] == 0.5 and entry["low"] <= 0.5 <= entry["high"] and entry["low"] < entry["high"]
+
+
+@pytest.mark.parametrize(("values", "width"), [([0.7] * 5, 0.0), ([0.2, 0.4, 0.6, 0.8, 1.0], None)])
+def test_a_bootstrap_interval_holds_its_mean_and_is_the_same_every_run(values, width):
+    first, again = (mean_with_interval(values, resamples=500) for _ in range(2))
+    assert first == again and first["low"] <= first["mean"] <= first["high"]
+    assert first["mean"] == pytest.approx(sum(values) / len(values))
+    assert (first["high"] - first["low"] == width) if width is not None else 0 < first["high"] - first["low"] < 0.8
+    assert mean_with_interval(values, resamples=0).keys() == {"mean"}
+
+
+def test_the_comparison_table_gives_each_systems_overall_interval():
+    files = [{"onset_f1": f, "offset_f1": f / 2, "frame_f1": f} for f in (0.5, 0.7, 0.9)]
+    report = {"items": files, "groups": {"piano": {"items": 3, "onset_f1": 0.7, "offset_f1": 0.35, "frame_f1": 0.7}},
+              "overall": {"onset_f1": 0.7, "offset_f1": 0.35, "frame_f1": 0.7}}
+    results = {"folder": "clips", "audio_s": 30.0, "threads": 1, "install_s": 0.0,
+               "ours": {"checkpoint": "x.pt", "total_s": 1.0, "report": report},
+               "basic_pitch": {"setup_s": 1.0, "total_s": 2.0, "report": report}}
+    table = markdown_table(results)
+    assert table.count("onset F1 0.700 [") == 2 and "note+offset F1 0.350 [" in table
 
 
 @pytest.mark.parametrize(("text", "message"), [("clip,half\na,tune\nb,held\n", "must be tune or report; got held"),
