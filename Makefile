@@ -26,7 +26,6 @@ TRAIN_RENDERING = --synth-probability $(SYNTH_PROBABILITY) --voice-probability $
   --performance-probability $(PERFORMANCE_PROBABILITY) --chain-probability $(CHAIN_PROBABILITY)
 UNSEEN_SOUNDFONT := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 UNRELATED_SOUNDFONT := /usr/share/sounds/sf2/sf_GMbank.sf2
-FM_SOUNDFONT := /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
 TRAIN_STEPS ?= 2400
 TRAIN_LR ?= 0.002
 # Empty: a new network. A checkpoint: a warm start from its weights (the committed default was made this way, see
@@ -111,17 +110,17 @@ train-default: setup
 # The fine-tune measurement of docs/FINETUNE.md: the default model fine-tuned on an FM-synthesis bank it never heard
 # (OPL3), then scored before and after on held-out pieces of that bank, of the default soundfont and of csound's.
 finetune-measure: setup
-	$(MAKE) system APT_PACKAGES="opl3-soundfont csound-soundfont"
+	$(MAKE) system APT_PACKAGES="csound-soundfont musescore-general-soundfont-small"
 	$(PY) benchmarks/procedural_midi.py --out data/procedural-ft --count 100 --first-seed 700000 --seconds 20
-	$(PY) -m pipeline generate --name sound-opl3 --source data/procedural-ft --clip-seconds 15 --seed 5 --workers 1 \
-	  --soundfont $(FM_SOUNDFONT)
-	$(PY) -m pipeline generate --name sound-default --source data/procedural-ft --clip-seconds 15 --seed 5 \
-	  --workers 1 --soundfont default
 	$(PY) -m pipeline generate --name sound-csound --source data/procedural-ft --clip-seconds 15 --seed 5 \
 	  --workers 1 --soundfont $(UNRELATED_SOUNDFONT)
-	$(PY) -m model train --dataset sound-opl3 --run ft-opl3 --init-from default --steps 300 --lr 5e-4 \
+	$(PY) -m pipeline generate --name sound-default --source data/procedural-ft --clip-seconds 15 --seed 5 \
+	  --workers 1 --soundfont default
+	$(PY) -m pipeline generate --name sound-musescore --source data/procedural-ft --clip-seconds 15 --seed 5 \
+	  --workers 1 --soundfont $(UNSEEN_SOUNDFONT)
+	$(PY) -m model train --dataset sound-csound --run ft-csound --init-from default --steps 300 --lr 5e-4 \
 	  --batch-size 8 --eval-every 100 --threads 1 --seed 0
-	for set in sound-opl3 sound-default sound-csound; do \
+	for set in sound-csound sound-default sound-musescore; do \
 	  $(PY) -m model evaluate --dataset $$set --split test && \
-	  $(PY) -m model evaluate --checkpoint data/runs/ft-opl3/best.pt --dataset $$set --split test || exit 1; \
+	  $(PY) -m model evaluate --checkpoint data/runs/ft-csound/best.pt --dataset $$set --split test || exit 1; \
 	done
