@@ -191,7 +191,7 @@ def _wavetable(timbre: Timbre, f0: float, position: np.ndarray, t: np.ndarray, v
     ratios, amplitudes = partial_levels(timbre, f0, velocity)
     harmonics = np.round(ratios).astype(int)  # additive and breath partials are harmonic (they never draw a stretch)
     phases = np.exp(1j * rng.uniform(0.0, 2 * np.pi, len(harmonics)))
-    index = (position * TABLE_SIZE).astype(np.intp)
+    index = (position * TABLE_SIZE).astype(np.intp) % TABLE_SIZE  # a phase just under 1 rounds to 1.0 in float32
     tone = _table(harmonics, amplitudes * phases)[index]
     if timbre.attack_brightness_db > 0 and len(harmonics) > 1:
         octaves = np.log2(harmonics) / np.log2(harmonics[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -113,3 +114,13 @@ def test_a_timbre_per_pitched_part_is_required():
         Timbre.draw(np.random.default_rng(0), model="organ")
     with pytest.raises(Mp3MidiError, match=r"silent render"):
         render_synth(one_part([]), 1.0, timbres=[Timbre.draw(np.random.default_rng(0))], rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("model", ["additive", "breath"])
+def test_a_phase_that_rounds_up_to_a_whole_cycle_reads_the_table_start(model: str):
+    # Key 56 two cents flat: at 2.497 s the fundamental's phase is so close to a whole cycle that float32 makes it 1.0
+    # (found in a factory item that failed with "index 4096 is out of bounds").
+    timbre = dataclasses.replace(Timbre.draw(np.random.default_rng(3), model=model), detune_cents=-2.0)
+    audio = render_synth(one_part([Note(0.0, 3.0, 56, 100)]), 3.5, timbres=[timbre], rng=np.random.default_rng(3))
+    assert np.isfinite(audio).all()
+    assert sounding_key(audio, 2.2, 2.8, 56) == 56
