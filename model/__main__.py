@@ -158,18 +158,25 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         return EXIT_USAGE
 
 
-def _train(args) -> int:
+def train_options(args):
+    """The ``model.train.TrainOptions`` a parsed ``train`` command line asks for."""
     from .network import OnsetLoss
-    from .train import TrainOptions, train
+    from .train import TrainOptions
 
     onset_loss = OnsetLoss(pos_weight=args.onset_pos_weight, tail=args.onset_tail,
                            inside_weight=args.inside_onset_weight)
-    metrics = train(TrainOptions(
+    return TrainOptions(
         datasets=args.dataset, run=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         size=args.size or (None if args.init_from else "small"), seed=args.seed, device=args.device,
         resume=args.resume, data_dir=args.data_dir, eval_every=args.eval_every, eval_items=args.eval_items,
         bin_shift=args.bin_shift, threads=args.threads, init_from=args.init_from, onset_loss=onset_loss,
-        progress=sys.stderr.isatty()))
+        progress=sys.stderr.isatty())
+
+
+def _train(args) -> int:
+    from .train import train
+
+    metrics = train(train_options(args))
     print(json.dumps({key: round(value, 4) for key, value in metrics.items()}))
     return 0
 

@@ -46,6 +46,7 @@ FINAL_LR_FRACTION = 0.1
 CLIP_NORM = 3.0
 VALIDATION_CROPS = 32
 OPTIONAL_IDENTITY = ("bin_shift", "onset_loss")  # named in a run's identity only when not the default
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # recorded_path() names files inside it relative to it
 
 
 @dataclass
@@ -77,7 +78,7 @@ class TrainOptions:
         if self.bin_shift:  # named only when used, so runs from before the option still resume
             identity["bin_shift"] = self.bin_shift
         if self.init_from:
-            identity["init_from"] = str(init_path(self.init_from))
+            identity["init_from"] = recorded_path(init_path(self.init_from))
         if self.onset_loss != OnsetLoss():  # named only when changed, as bin_shift
             identity["onset_loss"] = asdict(self.onset_loss)
         return identity
@@ -86,6 +87,15 @@ class TrainOptions:
 def init_path(init_from: str) -> Path:
     """The checkpoint file an ``--init-from`` value names ('default': the committed default model)."""
     return DEFAULT_CHECKPOINT if init_from == "default" else Path(init_from).expanduser().resolve()
+
+
+def recorded_path(path: Path) -> str:
+    """How a run and its checkpoints name the file it started from: relative to the project when inside it, so a
+    committed checkpoint names no machine's folders (its SHA-256 is recorded beside); otherwise the full path."""
+    try:
+        return path.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,11 @@ def training_arguments(options) -> list[str]:
         arguments += ["--size", options.size]
     if options.init_from:
         arguments += ["--init-from", str(init_path(options.init_from))]
+    if options.bin_shift:
+        arguments += ["--bin-shift", str(options.bin_shift)]
+    recipe = options.onset_loss
+    arguments += ["--onset-pos-weight", repr(recipe.pos_weight), "--onset-tail", repr(recipe.tail),
+                  "--inside-onset-weight", repr(recipe.inside_weight)]
     if options.threads:
         arguments += ["--threads", str(options.threads)]
     return arguments

@@ -345,7 +345,7 @@ def _index_near(pitches: np.ndarray, pitch: int) -> int:
 
 def _wander(index: int, rng: np.random.Generator, size: int, *, max_step: int) -> int:
     """A nearby index into a scale of ``size`` pitches, kept within it."""
-    return int(np.clip(index + rng.integers(-max_step, max_step + 1), 0, size - 1))
+    return min(max(index + int(rng.integers(-max_step, max_step + 1)), 0), size - 1)  # (np.clip is slow on scalars)
 
 
 def _stack(pitches: np.ndarray, centre: int, size: int, rng: np.random.Generator) -> list[int]:
@@ -374,7 +374,7 @@ def _velocity(section: Section, rng: np.random.Generator, t: float, *, jitter: f
     """The section's dynamic curve at time ``t`` plus a little per-note variation."""
     where = min(max((t - section.start_s) / section.length_s, 0.0), 1.0)
     level = section.velocity_from + (section.velocity_to - section.velocity_from) * where + rng.normal(0.0, jitter)
-    return int(np.clip(round(level), VELOCITY_MIN, MIDI_VELOCITY_MAX))
+    return min(max(round(level), VELOCITY_MIN), MIDI_VELOCITY_MAX)
 
 
 def _note(start: float, length: float, pitch: int, velocity: int) -> Note:

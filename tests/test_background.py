@@ -19,8 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from model.__main__ import build_parser, train_options
+from model.network import OnsetLoss
+from model.train import TrainOptions
 from pipeline.background import (ProcessId, cancel_generation, generation_arguments, is_alive, job_progress,
-                                 resume_options, start_generation, stop, this_process)
+                                 resume_options, start_generation, stop, this_process, training_arguments)
 from pipeline.catalog import connect
 from pipeline.errors import Mp3MidiError
 from pipeline.item_gate import GATE_VARIABLE, OPEN, set_gate
@@ -91,6 +94,24 @@ def test_arguments_round_trip_through_the_command_line(tmp_path: Path):
     assert arguments[:3] == ["generate", "--name", "x"]
     assert "--render-drums" in arguments and arguments[arguments.index("--clip-seconds") + 1] == "0"
     assert arguments[arguments.index("--families") + 1: arguments.index("--families") + 3] == ["piano", "organ"]
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"size": None, "init_from": "default", "bin_shift": 1, "threads": 2},
+    {"size": "base", "bin_shift": 2, "lr": 5e-4, "seed": 3, "device": "cpu", "eval_items": 5},
+    {"onset_loss": OnsetLoss(pos_weight=2.0, tail=0.5, inside_weight=2.0)},
+])
+def test_a_launched_run_trains_with_every_setting_it_was_given(tmp_path: Path, changes: dict):
+    # The dashboard launches `python -m model train` with these arguments: a setting lost on the way (the feature
+    # shift and the onset recipe once were) would train another run than the one asked for.
+    options = TrainOptions(datasets=["a", "b"], run="r", steps=30, batch_size=3, eval_every=10,
+                           data_dir=str(tmp_path), **changes)
+    launched = train_options(build_parser().parse_args(training_arguments(options)))
+    assert launched.identity() == options.identity()
+    for setting in ("steps", "device", "eval_every", "eval_items", "threads", "onset_loss"):
+        assert getattr(launched, setting) == getattr(options, setting), setting
+    assert Path(launched.data_dir) == tmp_path.resolve()
 
 
 def test_a_launched_job_reports_progress_and_finishes(good_folder: Path, tmp_path: Path):

@@ -8,8 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from model.active import active_model
-from model.checkpoints import load_checkpoint
-from model.runs import list_runs
+from model.checkpoints import DEFAULT_CHECKPOINT, load_checkpoint
+from model.runs import list_runs, stored_config
 from pipeline.jobs import GenerateOptions, generate
 from tests.apptest import open_page
 from tests.test_background import wait_for
@@ -30,13 +30,16 @@ def training_page(data: Path, monkeypatch) -> AppTest:
     return open_page(data, monkeypatch, "app_pages/training.py")
 
 
-def launch(app: AppTest, *, run: str, steps: int, lr: float = 2e-3) -> None:
+def launch(app: AppTest, *, run: str, steps: int, lr: float = 2e-3, start: str | None = None, shift: int = 1) -> None:
     app.text_input[0].set_value(run)
     numbers = {widget.label: widget for widget in app.number_input}
     numbers["Steps"].set_value(steps)
     numbers["Batch size"].set_value(2)
     numbers["Learning rate"].set_value(lr)
     numbers["Evaluate every (steps)"].set_value(3)
+    numbers["Feature shift (CQT bins)"].set_value(shift)
+    if start is not None:
+        next(widget for widget in app.selectbox if widget.label == "Start from").set_value(start)
     next(button for button in app.button if button.label == "Start training").click().run()
 
 
@@ -89,6 +92,19 @@ def test_launch_compare_and_activate_runs(catalog: Path, monkeypatch):
     next(button for button in app.button if button.label == "Make active").click().run()
     assert active_model(catalog).run == "second"
     assert "run second" in app.success[0].value
+
+
+def test_a_run_launched_from_the_page_starts_from_the_model_and_shift_chosen(catalog: Path, monkeypatch):
+    app = training_page(catalog, monkeypatch)
+    start = next(widget for widget in app.selectbox if widget.label == "Start from")
+    assert start.options[:2] == ["a new network", "default (committed)"] and start.value == "a new network"
+    launch(app, run="warm", steps=3, start="default (committed)", shift=2)
+    wait_for(lambda: status(catalog, "warm") == "done", timeout_s=240)
+    config = stored_config(catalog, "warm")
+    assert config["init_from"] == "model/checkpoints/default.pt" and config["size"] is None
+    assert config["bin_shift"] == 2 and len(config["init_from_sha256"]) == 64
+    trained = load_checkpoint(catalog / "runs" / "warm" / "best.pt")
+    assert trained["model_config"] == load_checkpoint(DEFAULT_CHECKPOINT)["model_config"]
 
 
 def test_stop_a_running_run_from_the_page(catalog: Path, monkeypatch):

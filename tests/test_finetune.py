@@ -161,7 +161,7 @@ def test_fine_tune_from_soundfont_and_recordings_to_a_judged_model(material):
     assert [scores["items"] for scores in report["sets"].values()] == [1, 1, 2]
     assert report["verdict"] == verdict(report) and report["before"] == str(DEFAULT_CHECKPOINT)
     config = stored_config(data, "tuned")
-    assert config["init_from"] == str(DEFAULT_CHECKPOINT) and config["datasets"] == ["tuned", "tuned-recordings"]
+    assert config["init_from"] == "model/checkpoints/default.pt" and config["datasets"] == ["tuned", "tuned-recordings"]
     best = load_checkpoint(run_dir(data, "tuned") / "best.pt")["metrics"]
     assert best["calibrated_on"] == ["tuned-recordings"] and best["calibration_items"] == 4
     assert {key: best[key] for key in report["calibrated"]} == report["calibrated"]

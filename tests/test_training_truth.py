@@ -19,7 +19,7 @@ from model.data import load_items, split_rows
 from model.evaluate import evaluate_dataset
 from model.network import OnsetLoss, Transcriber, config_for
 from model.thresholds import calibrate
-from model.train import TrainOptions, train
+from model.train import TrainOptions, recorded_path, train
 from pipeline.catalog import connect
 from pipeline.errors import Mp3MidiError
 from pipeline.jobs import GenerateOptions, generate
@@ -121,7 +121,7 @@ def test_init_from_starts_from_the_checkpoints_weights_and_records_it(data):
                        data_dir=str(data), **SMALL))
     source = load_checkpoint(DEFAULT_CHECKPOINT)
     config = runs.stored_config(data, "tuned")
-    assert config["init_from"] == str(DEFAULT_CHECKPOINT) and config["size"] is None
+    assert config["init_from"] == "model/checkpoints/default.pt" and config["size"] is None  # no machine path
     assert len(config["init_from_sha256"]) == 64 and config["init_from_step"] == source["step"]
     metrics = runs.run_metrics(data, ["tuned"]).set_index("step")
     assert list(metrics.index) == [0, 2]
@@ -185,3 +185,13 @@ def test_a_run_records_its_onset_recipe_and_is_not_continued_with_another(data):
         train(TrainOptions(onset_loss=OnsetLoss(), **options))
     train(TrainOptions(datasets=["tiny"], run="plain", steps=2, eval_every=2, data_dir=str(data), **SMALL))
     assert "onset_loss" not in runs.stored_config(data, "plain")  # the first recipe: runs from before it still resume
+
+
+@pytest.mark.parametrize(("inside", "expected"), [
+    (True, "data/runs/a/best.pt"),  # inside the project: relative, so a committed checkpoint names no machine path
+    (False, None),  # elsewhere: the full path, the only way to say which file
+])
+def test_the_starting_checkpoint_is_named_relative_to_the_project_when_inside_it(tmp_path, inside, expected):
+    path = (REPO / "data" / "runs" / "a" / "best.pt") if inside else (tmp_path / "best.pt")
+    assert recorded_path(path) == (expected or str(path))
+    assert TrainOptions(datasets=["x"], run="r", init_from=str(path)).identity()["init_from"] == recorded_path(path)

@@ -21,6 +21,8 @@ from pipeline.soundfont_upload import MAX_SOUNDFONT_BYTES, add_soundfont
 from pipeline.soundfonts import installed_soundfonts, user_soundfont_dir
 
 REFRESH_S = 3.0
+NEW_NETWORK = "a new network"
+RECOMMENDED_BIN_SHIFT = 1  # what `make train-default` uses
 FEW_HELD_OUT = 5  # held-out pieces under which a set's before/after scores are called noisy
 RUN_COLUMNS = ["name", "status", "step", "steps", "best_onset_f1", "best_step", "device", "parameters", "datasets",
                "started_at", "finished_at"]
@@ -40,15 +42,23 @@ with st.expander("Launch a run", expanded=not ready or list_runs(data_dir()).emp
         steps = middle.number_input("Steps", min_value=1, value=defaults.steps, step=100)
         batch = middle.number_input("Batch size", min_value=1, value=defaults.batch_size)
         lr = middle.number_input("Learning rate", min_value=1e-5, max_value=1.0, value=defaults.lr, format="%.4f")
+        starts = {NEW_NETWORK: None, **{choice.label: str(choice.path) for choice in model_choices(data_dir())}}
+        start = left.selectbox("Start from", list(starts), help="a new network of the size chosen, or a model's "
+                               "weights (its size, features and thresholds come along; the size chosen is ignored)")
         size = right.selectbox("Model size", list(SIZES), index=list(SIZES).index(defaults.size))
         seed = right.number_input("Seed", min_value=0, value=defaults.seed)
         device = right.selectbox("Device", ["auto", "cpu", "cuda"])
         every = right.number_input("Evaluate every (steps)", min_value=1, value=min(defaults.eval_every, 100))
+        shift = middle.number_input("Feature shift (CQT bins)", min_value=0, max_value=2, value=RECOMMENDED_BIN_SHIFT,
+                                    help="shift each training crop's features by up to this many bins (33 cents "
+                                         "each) with the keys unchanged, so a note sung a little off is still its "
+                                         "key; the committed model was trained with 1")
         submitted = st.form_submit_button("Start training", type="primary", disabled=not ready)
     if submitted:
         options = TrainOptions(datasets=chosen, run=run.strip(), steps=int(steps), batch_size=int(batch), lr=float(lr),
-                               size=size, seed=int(seed), device=device, eval_every=int(every),
-                               data_dir=str(data_dir()), threads=os.cpu_count())
+                               size=None if starts[start] else size, init_from=starts[start], seed=int(seed),
+                               device=device, eval_every=int(every), bin_shift=int(shift), data_dir=str(data_dir()),
+                               threads=os.cpu_count())
         try:
             launched = start_training(options)
         except Mp3MidiError as exc:
