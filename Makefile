@@ -32,7 +32,7 @@ TRAIN_LR ?= 0.002
 # docs/MODEL_CARD.md: TRAIN_FROM=<the previous default> TRAIN_STEPS=1200 TRAIN_LR=0.001).
 TRAIN_FROM ?=
 
-.PHONY: setup system run test demo bench train-default finetune-measure clean-data
+.PHONY: setup system run test demo bench bench-training-data train-default finetune-measure clean-data
 
 setup: system $(STAMP)
 
@@ -73,6 +73,11 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/transcribe.py
+
+# The factory end to end as `make train-default` runs it: its banks and rendering shares.
+bench-training-data: setup
+	$(MAKE) system APT_PACKAGES="$(TRAIN_BANK_PACKAGES)"
+	$(PY) benchmarks/generate.py --skip-stages --soundfont $(TRAIN_SOUNDFONTS) $(TRAIN_RENDERING)
 
 # The committed default model: built-in data rendered with the training banks above, procedural instruments and a
 # singing voice, trained with a fixed seed on the CPU, then scored on pieces it never saw, rendered with a soundfont

@@ -3,6 +3,8 @@
 Run by hand (`make bench` or `python benchmarks/generate.py`); figures go in docs/BENCHMARKS.md.
   1. Stages, in this process on one core: each stage of making an item, on built-in procedural pieces.
   2. End to end: `generate()` over a folder of MIDI files with 1 worker and with 2, from cold start to catalog.
+     The rendering options of `python -m pipeline generate` (banks, performances, chains, procedural instruments,
+     the voice) apply to these jobs: `make bench-training-data` measures them with `make train-default`'s.
 Every figure is a median over repeats, because the machine is shared and noisy.
 """
 
@@ -15,6 +17,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from pipeline import procedural
 from pipeline.instruments import DEFAULT_FAMILIES
@@ -53,28 +57,53 @@ def busy_cpu_seconds() -> float | None:
     return (sum(fields) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
-def end_to_end(n_pieces: int, clip_seconds: float, workers: int, repeats: int,
-               work: Path) -> tuple[float, float, float | None]:
+def job_cpu_seconds(*, settle_s: float = 10.0) -> float:
+    """CPU seconds spent so far by this process, the processes it started and everything they waited for: workers
+    fork from a server that is our child, and the server reaps them as they end (their encoders reaped by them), so
+    once no worker is left the server's children's times hold all of their work. getrusage(RUSAGE_CHILDREN) alone
+    never sees the server, which lives on."""
+    me = psutil.Process()
+    deadline = time.monotonic() + settle_s
+    while any(child.children() for child in me.children()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last workers are still ending
+    total = 0.0
+    for process in (me, *me.children()):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def end_to_end(n_pieces: int, clip_seconds: float, workers: int, repeats: int, work: Path,
+               rendering: dict) -> tuple[float, float, float | None, float]:
     """Medians over whole jobs (planning, worker start-up, catalog writes included): audio s per wall s, items per
-    wall s, and audio s per CPU s of the machine (what one core makes when busy; None where /proc/stat is missing)."""
+    wall s, audio s per CPU s of the machine (what one core makes when busy; None where /proc/stat is missing) and
+    audio s per CPU s of the job's own processes (the same, unmoved by other work on a shared machine).
+    ``rendering``: GenerateOptions fields (soundfonts and the rendering shares)."""
     folder = work / "midi"
     for index in range(n_pieces):
         path = folder / f"piece{index:04}.mid"
         if not path.exists():
             folder.mkdir(parents=True, exist_ok=True)
             write_midi(procedural.generate_piece(10_000 + index, duration_s=clip_seconds + 5), path)
-    speeds, rates, per_cpu = [], [], []
+    speeds, rates, per_cpu, per_job_cpu = [], [], [], []
     for repeat in range(repeats):
         data = work / f"data-{workers}-{repeat}"
-        started, busy_before = time.perf_counter(), busy_cpu_seconds()
+        started, busy_before, job_before = time.perf_counter(), busy_cpu_seconds(), job_cpu_seconds()
         summary = generate(GenerateOptions(name="bench", source=str(folder), data_dir=str(data), workers=workers,
-                                           clip_seconds=clip_seconds))
+                                           clip_seconds=clip_seconds, **rendering))
         wall = time.perf_counter() - started
+        if summary.failed:
+            raise SystemExit(f"{summary.failed} items failed: the figures would not be the factory's")
         speeds.append(summary.audio_s / wall)
         rates.append(summary.done / wall)
+        per_job_cpu.append(summary.audio_s / (job_cpu_seconds() - job_before))
         if busy_before is not None:
             per_cpu.append(summary.audio_s / (busy_cpu_seconds() - busy_before))
-    return statistics.median(speeds), statistics.median(rates), statistics.median(per_cpu) if per_cpu else None
+    return (statistics.median(speeds), statistics.median(rates), statistics.median(per_cpu) if per_cpu else None,
+            statistics.median(per_job_cpu))
 
 
 def main() -> None:
@@ -83,24 +112,35 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=200, help="pieces per end-to-end job")
     parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-stages", action="store_true", help="only the end-to-end jobs")
+    parser.add_argument("--soundfont", nargs="+", default=["default"], metavar="PATH",
+                        help="banks the end-to-end jobs draw from, as for `python -m pipeline generate`")
+    for share in ("performance", "chain", "synth", "voice"):
+        parser.add_argument(f"--{share}-probability", type=float, default=0.0, metavar="P",
+                            help="as for `python -m pipeline generate` (end-to-end jobs)")
     args = parser.parse_args()
+    rendering = {"soundfonts": tuple(args.soundfont),
+                 **{f"{share}_probability": getattr(args, f"{share}_probability")
+                    for share in ("performance", "chain", "synth", "voice")}}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
           f" {time.strftime('%Y-%m-%d')}, clips of {args.clip_seconds:g} s")
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        speeds = stage_speeds(args.items, args.clip_seconds, work / "stages")
-        print("\n| stage | audio s per CPU s (median) | share of item time |\n|---|---:|---:|")
-        total_time = sum(1 / speeds[stage] for stage in STAGES)
-        for stage in STAGES:
-            print(f"| {stage} | {speeds[stage]:,.0f}x | {100 / speeds[stage] / total_time:.0f} % |")
-        print(f"| **all stages, one core** | **{speeds['total']:,.0f}x** | |")
-        print(f"\n{args.pieces} pieces a job, median of {args.repeats} jobs")
-        print("| workers | audio s per wall s | per core (wall / workers) | audio s per busy CPU s | items per s |\n"
-              "|---:|---:|---:|---:|---:|")
+        if not args.skip_stages:
+            speeds = stage_speeds(args.items, args.clip_seconds, work / "stages")
+            print("\n| stage | audio s per CPU s (median) | share of item time |\n|---|---:|---:|")
+            total_time = sum(1 / speeds[stage] for stage in STAGES)
+            for stage in STAGES:
+                print(f"| {stage} | {speeds[stage]:,.0f}x | {100 / speeds[stage] / total_time:.0f} % |")
+            print(f"| **all stages, one core** | **{speeds['total']:,.0f}x** | |")
+        print(f"\n{args.pieces} pieces a job, median of {args.repeats} jobs; rendering {rendering}")
+        print("| workers | audio s per wall s | per core (wall / workers) | audio s per busy CPU s | audio s per job CPU s"
+              " | items per s |\n|---:|---:|---:|---:|---:|---:|")
         for workers in (1, 2):
-            speed, rate, per_cpu = end_to_end(args.pieces, args.clip_seconds, workers, args.repeats, work)
+            speed, rate, per_cpu, per_job = end_to_end(args.pieces, args.clip_seconds, workers, args.repeats, work,
+                                                       rendering)
             cpu = f"{per_cpu:,.0f}x" if per_cpu else "n/a"
-            print(f"| {workers} | {speed:,.0f}x | {speed / workers:,.0f}x | {cpu} | {rate:.2f} |")
+            print(f"| {workers} | {speed:,.0f}x | {speed / workers:,.0f}x | {cpu} | {per_job:,.0f}x | {rate:.2f} |")
 
 
 if __name__ == "__main__":
