@@ -12,8 +12,10 @@ from model.quantize import QUANTIZE_GRIDS
 from pipeline.allocator import TRAINING_BLOCK_BYTES, WORKING_BLOCK_BYTES, keep_freed_memory
 from pipeline.constants import MAX_AUDIO_MINUTES
 from pipeline.errors import Mp3MidiError
+from pipeline.sigterm import stop_on_sigterm
 
 EXIT_USAGE = 2
+EXIT_STOPPED = 130  # as a shell reports a command stopped by Ctrl-C
 PROG = "python -m model"
 MONO_HELP = "one note at a time: for a voice, a wind or a bass line"
 
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     from pipeline import quiet_fluidsynth  # noqa: F401 - before anything imports pretty_midi
     # This process is ours: its buffers (network windows, CQT chunks, training batches) are kept for reuse.
     keep_freed_memory(TRAINING_BLOCK_BYTES if args.command in ("train", "finetune") else WORKING_BLOCK_BYTES)
+    stop_on_sigterm()  # the dashboard's Stop: a run saves its state and records itself cancelled
     try:
         if args.command == "finetune":
             return _finetune(args)
@@ -156,6 +159,9 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before the work had anything to keep
+        print("stopped", file=sys.stderr)
+        return EXIT_STOPPED
 
 
 def train_options(args):

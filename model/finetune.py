@@ -22,8 +22,6 @@ costing the reference set more than ``MAX_FORGETTING``; making it active stays t
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,6 +31,7 @@ import pandas as pd
 from pipeline.background import is_alive, on_this_host_and_dead, process_id, this_process
 from pipeline.catalog import connect, validate_name
 from pipeline.errors import Mp3MidiError
+from pipeline.sigterm import interrupt_main_thread
 
 MIN_GAIN = 0.01  # onset F1 the user's material must gain
 MAX_FORGETTING = 0.02  # onset F1 the reference set may lose
@@ -110,7 +109,8 @@ def check_options(options: FineTuneOptions) -> str:
 
 
 def fine_tune(options: FineTuneOptions) -> dict:
-    """Run every stage (see the module docstring); returns the before/after report. SIGTERM stops it in good order."""
+    """Run every stage (see the module docstring); returns the before/after report. Ctrl-C (or SIGTERM
+    to the command line) stops it in good order."""
     start = check_options(options)
     data_dir = options.data_dir
     config = {**asdict(options), "init_from": start, "reference": options.reference}
@@ -120,8 +120,6 @@ def fine_tune(options: FineTuneOptions) -> dict:
             "INSERT OR REPLACE INTO finetunes (name, config, status, pid, host, process_started, started_at,"
             " updated_at) VALUES (?, ?, 'running', ?, ?, ?, now(), now())",
             [options.name, json.dumps(config), me.pid, me.host, me.started])
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         report = _stages(options, start)
     except _StageTimeout as exc:
@@ -134,9 +132,6 @@ def fine_tune(options: FineTuneOptions) -> dict:
         _finish(data_dir, options.name, "failed", message=f"{exc}" if isinstance(exc, Mp3MidiError)
                 else f"{type(exc).__name__}: {exc}")
         raise
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
     _finish(data_dir, options.name, "done", report=report)
     return report
 
@@ -216,8 +211,8 @@ def verdict(report: dict) -> dict:
 
 
 class _stage:
-    """Record a stage's start in the catalog and stop it in good order past its time limit (a SIGTERM to this
-    process, which each stage turns into a cancel that keeps what it made)."""
+    """Record a stage's start in the catalog and stop it in good order past its time limit (an interrupt of the
+    main thread, which each stage turns into a cancel that keeps what it made)."""
 
     def __init__(self, options: FineTuneOptions, name: str, *, dataset: str | None = None, run: str | None = None):
         self.options, self.name, self.fired = options, name, threading.Event()
@@ -240,7 +235,7 @@ class _stage:
 
     def _expire(self) -> None:
         self.fired.set()
-        os.kill(os.getpid(), signal.SIGTERM)
+        interrupt_main_thread()
 
     def __exit__(self, kind, value, traceback):
         self.timer.cancel()
@@ -272,9 +267,6 @@ def _generated(summary) -> None:
         raise Mp3MidiError(f"dataset {summary.dataset!r} has no finished items"
                            + (f"; first failure: {next(iter(summary.failures))}" if summary.failures else ""))
 
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _finish(data_dir, name: str, status: str, *, report: dict | None = None, message: str | None = None) -> None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -197,7 +195,7 @@ def _init_checkpoint(init_from: str) -> tuple[dict, str]:
 def train(options: TrainOptions) -> dict:
     """Train (or continue) run ``options.run``; returns the final metrics.
 
-    Ctrl-C or SIGTERM stops it in good order: the current state is saved to ``latest.pt`` and the run is marked
+    Ctrl-C (or SIGTERM to the command line, pipeline.sigterm) stops it in good order: the current state is saved to ``latest.pt`` and the run is marked
     'cancelled', so the same command continues it.
     """
     start = check_options(options)
@@ -246,7 +244,6 @@ def train(options: TrainOptions) -> dict:
     bar = _progress(options, step)
     window_loss, window_examples, window_started = [], 0, time.perf_counter()
     status, saved_step = "done", step
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         while step < options.steps:
             lr = learning_rate(step, peak=options.lr, total=options.steps)
@@ -294,20 +291,12 @@ def train(options: TrainOptions) -> dict:
         runs.finish_run(options.data_dir, options.run, status="failed", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     runs.finish_run(options.data_dir, options.run, status=status)
     return metrics
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 def _batch(crops: CropDataset, step: int, batch_size: int, device: str) -> dict[str, torch.Tensor]:

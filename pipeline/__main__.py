@@ -12,6 +12,7 @@ from .instruments import FAMILIES
 
 EXIT_FAILED = 1  # the job ran and failed (recorded 'failed' with its reason)
 EXIT_USAGE = 2  # bad input: nothing was started, or the input was refused
+EXIT_STOPPED = 130  # stopped (Ctrl-C, SIGTERM) before the work had anything to keep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import quiet_fluidsynth  # noqa: F401 - before anything imports pretty_midi
     from .jobs import JobFailed
+    from .sigterm import stop_on_sigterm
 
+    stop_on_sigterm()  # the dashboard's Cancel: a job keeps what it made and records itself cancelled
     try:
         if args.command == "generate":
             return _generate(args)
@@ -92,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before the work had anything to keep
+        print("stopped", file=sys.stderr)
+        return EXIT_STOPPED
 
 
 def _generate(args) -> int:

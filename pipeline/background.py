@@ -5,8 +5,8 @@ A launch starts ``python -m pipeline|model ...`` in a new session, so closing or
 and the child writes what it prints to a log under the data folder. The child records itself in the catalog as a
 process identity: host, pid and the process's start time (psutil). Liveness and stop check all three, so a pid the
 system has since given to another process is never taken for the job, and never signalled; a process we may not
-signal is not taken for alive. A stop is SIGTERM, which the generation and training loops turn into an orderly
-'cancelled' with everything made so far kept.
+signal is not taken for alive. A stop is SIGTERM, which the child's command line turns into Ctrl-C
+(pipeline.sigterm) and the generation and training loops into an orderly 'cancelled' with everything made so far kept.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import sys
 import time
@@ -104,7 +103,8 @@ def dataset_dir(data_dir: str | Path, name: str) -> Path:
 def generate(options: GenerateOptions) -> JobSummary:
     """Create or resume the dataset ``options.name``; returns when every planned item is done or failed.
 
-    SIGTERM or Ctrl-C stops it in good order: items finished so far are kept and the job is marked 'cancelled'.
+    Ctrl-C (or SIGTERM to the command line, pipeline.sigterm) stops it in good order: items finished so far are kept
+    and the job is marked 'cancelled'.
     Raises ``Mp3MidiError`` before starting (bad options, the dataset busy with another job: nothing is touched)
     and ``JobFailed`` when the job fails once started (it is recorded 'failed' with the reason).
     """
@@ -120,25 +120,20 @@ def generate(options: GenerateOptions) -> JobSummary:
         job_id = uuid.uuid4().hex[:12]
         me = this_process()
         lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started)
-        previous = signal.signal(signal.SIGTERM, _raise_cancel) if _main_thread() else None
+        _open_job(data_dir, job_id, options, config, lock.previous)
+        writer = None
         try:
-            _open_job(data_dir, job_id, options, config, lock.previous)
-            writer = None
-            try:
-                todo = _plan_job(data_dir, job_id, options, items_dir, cache_dir)
-                specs = [_spec(row, config, items_dir, cache_dir) for row in todo]
-                writer = ResultWriter(data_dir, job_id, name, total=len(specs), progress=options.progress)
-                status = _make_items(writer, specs, options)
-                writer.close(status=status)
-            except _Refused as refused:  # bad input found while planning (recorded 'failed'): exit 2 as for any
-                raise refused.error from None
-            except (KeyboardInterrupt, _Cancelled, JobFailed):
-                raise
-            except Exception as exc:  # noqa: BLE001 - whatever stops the coordinator fails the job, with its reason
-                raise _record_failure(data_dir, job_id, name, writer, lock, exc) from exc
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            todo = _plan_job(data_dir, job_id, options, items_dir, cache_dir)
+            specs = [_spec(row, config, items_dir, cache_dir) for row in todo]
+            writer = ResultWriter(data_dir, job_id, name, total=len(specs), progress=options.progress)
+            status = _make_items(writer, specs, options)
+            writer.close(status=status)
+        except _Refused as refused:  # bad input found while planning (recorded 'failed'): exit 2 as for any
+            raise refused.error from None
+        except (KeyboardInterrupt, JobFailed):
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever stops the coordinator fails the job, with its reason
+            raise _record_failure(data_dir, job_id, name, writer, lock, exc) from exc
         lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started, status=status)
     with connect(data_dir, read_only=True) as connection:
         total, done, failed = connection.execute(
@@ -197,7 +192,7 @@ def _plan_job(data_dir: Path, job_id: str, options: GenerateOptions, items_dir: 
     name = options.name
     try:
         refs = _plan(options, cache_dir)
-    except (KeyboardInterrupt, _Cancelled):
+    except KeyboardInterrupt:
         with connect(data_dir) as connection:
             connection.execute("UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()"
                                " WHERE job_id = ?", [job_id])
@@ -224,36 +219,23 @@ def _plan_job(data_dir: Path, job_id: str, options: GenerateOptions, items_dir: 
 
 
 def _make_items(writer: ResultWriter, specs: list[ItemSpec], options: GenerateOptions) -> str:
-    """Make the items, recording each result; returns 'done', or 'cancelled' on SIGTERM or Ctrl-C."""
+    """Make the items, recording each result; returns 'done', or 'cancelled' on Ctrl-C (or SIGTERM to a command
+    line, pipeline.sigterm)."""
     results = _results(specs, options)
     try:
         for result in results:
             writer.add(result)
-    except (KeyboardInterrupt, _Cancelled):
+    except KeyboardInterrupt:
         return "cancelled"
     finally:
         results.close()  # stops the workers at once, whatever ended the loop
     return "done"
 
 
-class _Cancelled(Exception):
-    pass
-
-
 class _Refused(Exception):
     def __init__(self, error: Mp3MidiError):
         super().__init__(str(error))
         self.error = error
-
-
-def _raise_cancel(signum, frame):
-    raise _Cancelled()
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _failed(spec: ItemSpec, reason: str) -> ItemResult:

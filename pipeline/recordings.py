@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import signal
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +58,8 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
                       progress: bool = False) -> ImportSummary:
     """Make dataset ``name`` from the recordings in ``folder`` (re-running adds new pairs and keeps the rest).
 
-    Recorded as a job of kind 'import' in the catalog, with progress, like a generation; SIGTERM stops it in good
-    order with the items made so far kept.
+    Recorded as a job of kind 'import' in the catalog, with progress, like a generation; Ctrl-C (or SIGTERM to
+    the command line) stops it in good order with the items made so far kept.
     """
     validate_name(name)
     pairs = [(audio.resolve(), midi.resolve()) for audio, midi in recording_pairs(folder)]
@@ -98,8 +96,6 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
         connection.execute("COMMIT")
     writer = ResultWriter(data_dir, job_id, name, total=len(todo), progress=progress)
     status = "done"
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         for item_id, audio, midi, _ in planned:
             if item_id in todo:
@@ -107,8 +103,6 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
     except KeyboardInterrupt:
         status = "cancelled"
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
         writer.close(status=status)
     with connect(data_dir, read_only=True) as connection:
         total, done, failed = connection.execute(
@@ -155,6 +149,3 @@ def _pair_hash(audio: Path, midi: Path) -> str:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -44,7 +44,10 @@ def wait_for(condition, *, timeout_s: float = 120.0, every_s: float = 0.2):
 
 
 def ended(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # gone, possibly between two questions about it
+        return True
 
 
 # Pieces in a job that a test holds midway at the item gate: more than the passes it gives, few enough that

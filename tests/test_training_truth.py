@@ -23,6 +23,7 @@ from model.train import TrainOptions, recorded_path, train
 from pipeline.catalog import connect
 from pipeline.errors import Mp3MidiError
 from pipeline.jobs import GenerateOptions, generate
+from pipeline.sigterm import stop_on_sigterm
 from tests.conftest import write_piece
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +101,12 @@ def test_a_resume_never_bends_the_learning_rate_schedule(data, monkeypatch):
         signal.raise_signal(signal.SIGTERM)
 
     monkeypatch.setattr(runs, "record_metrics", interrupted)
-    train(TrainOptions(steps=10, **options))
+    previous = signal.getsignal(signal.SIGTERM)
+    stop_on_sigterm()  # as the command line does
+    try:
+        train(TrainOptions(steps=10, **options))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     monkeypatch.setattr(runs, "record_metrics", record)
     assert load_checkpoint(runs.run_dir(data, "resumable") / "latest.pt")["step"] == 5
     assert runs.list_runs(data).set_index("name").loc["resumable", "status"] == "cancelled"
