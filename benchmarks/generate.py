@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,7 +65,10 @@ def job_cpu_seconds(*, settle_s: float = 10.0) -> float:
     never sees the server, which lives on."""
     me = psutil.Process()
     deadline = time.monotonic() + settle_s
-    while any(child.children() for child in me.children()) and time.monotonic() < deadline:
+    while _grandchildren(me):
+        if time.monotonic() > deadline:
+            print(f"warning: workers still running after {settle_s:g} s; their CPU is not counted", file=sys.stderr)
+            break
         time.sleep(0.05)  # the last workers are still ending
     total = 0.0
     for process in (me, *me.children()):
@@ -74,6 +78,16 @@ def job_cpu_seconds(*, settle_s: float = 10.0) -> float:
             continue
         total += times.user + times.system + times.children_user + times.children_system
     return total
+
+
+def _grandchildren(process: psutil.Process) -> bool:
+    for child in process.children():
+        try:
+            if child.children():
+                return True
+        except psutil.Error:  # it ended just now
+            continue
+    return False
 
 
 def end_to_end(n_pieces: int, clip_seconds: float, workers: int, repeats: int, work: Path,
@@ -91,17 +105,18 @@ def end_to_end(n_pieces: int, clip_seconds: float, workers: int, repeats: int, w
     speeds, rates, per_cpu, per_job_cpu = [], [], [], []
     for repeat in range(repeats):
         data = work / f"data-{workers}-{repeat}"
-        started, busy_before, job_before = time.perf_counter(), busy_cpu_seconds(), job_cpu_seconds()
+        job_before = job_cpu_seconds()  # (it may wait for the last job's workers to end: before the clock starts)
+        started, busy_before = time.perf_counter(), busy_cpu_seconds()
         summary = generate(GenerateOptions(name="bench", source=str(folder), data_dir=str(data), workers=workers,
                                            clip_seconds=clip_seconds, **rendering))
-        wall = time.perf_counter() - started
+        wall, busy_after = time.perf_counter() - started, busy_cpu_seconds()
         if summary.failed:
             raise SystemExit(f"{summary.failed} items failed: the figures would not be the factory's")
         speeds.append(summary.audio_s / wall)
         rates.append(summary.done / wall)
         per_job_cpu.append(summary.audio_s / (job_cpu_seconds() - job_before))
-        if busy_before is not None:
-            per_cpu.append(summary.audio_s / (busy_cpu_seconds() - busy_before))
+        if busy_before is not None and busy_after is not None:
+            per_cpu.append(summary.audio_s / (busy_after - busy_before))
     return (statistics.median(speeds), statistics.median(rates), statistics.median(per_cpu) if per_cpu else None,
             statistics.median(per_job_cpu))
 

@@ -147,7 +147,6 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     from pipeline import quiet_fluidsynth  # noqa: F401 - before anything imports pretty_midi
     # This process is ours: its buffers (network windows, CQT chunks, training batches) are kept for reuse.
     keep_freed_memory(TRAINING_BLOCK_BYTES if args.command in ("train", "finetune") else WORKING_BLOCK_BYTES)
-    stop_on_sigterm()  # the dashboard's Stop: a run saves its state and records itself cancelled
     try:
         if args.command == "finetune":
             return _finetune(args)
@@ -298,6 +297,7 @@ def _make_folder(folder) -> None:
 
 def console() -> None:
     """The ``mp3-to-midi`` command (installed by ``pip install -e .``): ``python -m model`` under its own name."""
+    stop_on_sigterm()
     _exit(main(prog="mp3-to-midi"))
 
 
@@ -309,4 +309,5 @@ def _exit(code: int) -> None:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()  # the dashboard's Stop: a run saves its state and records itself cancelled
     _exit(main())

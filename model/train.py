@@ -158,6 +158,8 @@ def check_options(options: TrainOptions) -> Start:
     if options.resume and not latest.is_file():
         raise Mp3MidiError(f"--resume: run {options.run!r} has no checkpoint to continue from")
     stored = runs.stored_config(options.data_dir, options.run)
+    if stored is not None and stored.get("init_from"):  # runs from before recorded_path() stored the full path
+        stored = {**stored, "init_from": recorded_path(Path(stored["init_from"]))}
     identity = options.identity()
     named = set(identity) | {key for key in OPTIONAL_IDENTITY if stored is not None and key in stored}
     if stored is not None and {key: stored.get(key) for key in named} != identity and latest.is_file():

@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import quiet_fluidsynth  # noqa: F401 - before anything imports pretty_midi
     from .jobs import JobFailed
-    from .sigterm import stop_on_sigterm
 
-    stop_on_sigterm()  # the dashboard's Cancel: a job keeps what it made and records itself cancelled
     try:
         if args.command == "generate":
             return _generate(args)
@@ -180,4 +178,7 @@ def _histogram(title: str, frame, label: str, value: str, width: int = 40) -> No
 
 
 if __name__ == "__main__":
+    from .sigterm import stop_on_sigterm
+
+    stop_on_sigterm()  # the dashboard's Cancel: a job keeps what it made and records itself cancelled
     sys.exit(main())

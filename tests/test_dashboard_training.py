@@ -97,8 +97,8 @@ def test_launch_compare_and_activate_runs(catalog: Path, monkeypatch):
 def test_a_run_launched_from_the_page_starts_from_the_model_and_shift_chosen(catalog: Path, monkeypatch):
     app = training_page(catalog, monkeypatch)
     start = next(widget for widget in app.selectbox if widget.label == "Start from")
-    assert start.options[:2] == ["a new network", "default (committed)"] and start.value == "a new network"
-    launch(app, run="warm", steps=3, start="default (committed)", shift=2)
+    assert start.options[:2] == ["a new network", "default (committed)"] and start.value == ""
+    launch(app, run="warm", steps=3, start=str(DEFAULT_CHECKPOINT), shift=2)
     wait_for(lambda: status(catalog, "warm") == "done", timeout_s=240)
     config = stored_config(catalog, "warm")
     assert config["init_from"] == "model/checkpoints/default.pt" and config["size"] is None

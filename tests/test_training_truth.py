@@ -4,6 +4,7 @@ the scores a run shows are those of its checkpoint at its thresholds, a schedule
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -201,3 +202,15 @@ def test_the_starting_checkpoint_is_named_relative_to_the_project_when_inside_it
     path = (REPO / "data" / "runs" / "a" / "best.pt") if inside else (tmp_path / "best.pt")
     assert recorded_path(path) == (expected or str(path))
     assert TrainOptions(datasets=["x"], run="r", init_from=str(path)).identity()["init_from"] == recorded_path(path)
+
+
+def test_a_run_that_recorded_the_full_path_of_its_start_still_continues(data):
+    options = TrainOptions(datasets=["tiny"], run="older", steps=4, eval_every=2, size=None, init_from="default",
+                           data_dir=str(data), **SMALL)
+    train(options)
+    config = runs.stored_config(data, "older")
+    with connect(data) as connection:  # as runs from before recorded_path() stored it
+        connection.execute("UPDATE runs SET config = ? WHERE name = 'older'",
+                           [json.dumps({**config, "init_from": str(DEFAULT_CHECKPOINT)})])
+    train(options)  # a plain re-run of a finished run: checked, then nothing left to do
+    assert load_checkpoint(runs.run_dir(data, "older") / "latest.pt")["step"] == 4

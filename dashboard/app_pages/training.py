@@ -42,9 +42,11 @@ with st.expander("Launch a run", expanded=not ready or list_runs(data_dir()).emp
         steps = middle.number_input("Steps", min_value=1, value=defaults.steps, step=100)
         batch = middle.number_input("Batch size", min_value=1, value=defaults.batch_size)
         lr = middle.number_input("Learning rate", min_value=1e-5, max_value=1.0, value=defaults.lr, format="%.4f")
-        starts = {NEW_NETWORK: None, **{choice.label: str(choice.path) for choice in model_choices(data_dir())}}
-        start = left.selectbox("Start from", list(starts), help="a new network of the size chosen, or a model's "
-                               "weights (its size, features and thresholds come along; the size chosen is ignored)")
+        # Keyed by path: a label carries a training run's best score, which changes while the form is open
+        starts = {"": NEW_NETWORK, **{str(choice.path): choice.label for choice in model_choices(data_dir())}}
+        start = left.selectbox("Start from", list(starts), format_func=starts.get, key="train_start",
+                               help="a new network of the size chosen, or a model's weights (its size, features and "
+                                    "thresholds come along; the size chosen is ignored)")
         size = right.selectbox("Model size", list(SIZES), index=list(SIZES).index(defaults.size))
         seed = right.number_input("Seed", min_value=0, value=defaults.seed)
         device = right.selectbox("Device", ["auto", "cpu", "cuda"])
@@ -56,7 +58,7 @@ with st.expander("Launch a run", expanded=not ready or list_runs(data_dir()).emp
         submitted = st.form_submit_button("Start training", type="primary", disabled=not ready)
     if submitted:
         options = TrainOptions(datasets=chosen, run=run.strip(), steps=int(steps), batch_size=int(batch), lr=float(lr),
-                               size=None if starts[start] else size, init_from=starts[start], seed=int(seed),
+                               size=None if start else size, init_from=start or None, seed=int(seed),
                                device=device, eval_every=int(every), bin_shift=int(shift), data_dir=str(data_dir()),
                                threads=os.cpu_count())
         try:
