@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-stages", action="store_true", help="only the end-to-end jobs")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts of the jobs")
     parser.add_argument("--soundfont", nargs="+", default=["default"], metavar="PATH",
                         help="banks the end-to-end jobs draw from, as for `python -m pipeline generate`")
     for share in ("performance", "chain", "synth", "voice"):
@@ -151,7 +152,7 @@ def main() -> None:
         print(f"\n{args.pieces} pieces a job, median of {args.repeats} jobs; rendering {rendering}")
         print("| workers | audio s per wall s | per core (wall / workers) | audio s per busy CPU s | audio s per job CPU s"
               " | items per s |\n|---:|---:|---:|---:|---:|---:|")
-        for workers in (1, 2):
+        for workers in args.workers:
             speed, rate, per_cpu, per_job = end_to_end(args.pieces, args.clip_seconds, workers, args.repeats, work,
                                                        rendering)
             cpu = f"{per_cpu:,.0f}x" if per_cpu else "n/a"

@@ -231,7 +231,9 @@ def _run(args) -> int:
         print(f"\n{half}: {len(stems)} files; mean over files [bootstrap 95% interval over files]\n")
         print(markdown(tables[half]))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"basic_pitch_tuned": choice, "tables": tables}, indent=2))
+        files = {name: {stem: by_stem[stem] for stem in sorted(by_stem)} for name, by_stem in rows.items()}
+        Path(args.json_out).write_text(json.dumps({"basic_pitch_tuned": choice, "tables": tables, "files": files},
+                                                  indent=2))
     return 0
 
 
