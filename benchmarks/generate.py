@@ -30,6 +30,7 @@ from pipeline.render import default_soundfont
 from pipeline.sources import SourceRef
 
 STAGES = ("load", "render", "encode", "decode", "features", "labels", "preview")
+SHARES = ("performance", "chain", "synth", "voice")  # --SHARE-probability, as for `python -m pipeline generate`
 
 
 def stage_speeds(n_items: int, clip_seconds: float, work: Path) -> dict[str, float]:
@@ -131,13 +132,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts of the jobs")
     parser.add_argument("--soundfont", nargs="+", default=["default"], metavar="PATH",
                         help="banks the end-to-end jobs draw from, as for `python -m pipeline generate`")
-    for share in ("performance", "chain", "synth", "voice"):
+    for share in SHARES:
         parser.add_argument(f"--{share}-probability", type=float, default=0.0, metavar="P",
                             help="as for `python -m pipeline generate` (end-to-end jobs)")
     args = parser.parse_args()
     rendering = {"soundfonts": tuple(args.soundfont),
-                 **{f"{share}_probability": getattr(args, f"{share}_probability")
-                    for share in ("performance", "chain", "synth", "voice")}}
+                 **{f"{share}_probability": getattr(args, f"{share}_probability") for share in SHARES}}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
           f" {time.strftime('%Y-%m-%d')}, clips of {args.clip_seconds:g} s")
     with tempfile.TemporaryDirectory() as scratch:

@@ -197,8 +197,8 @@ def _init_checkpoint(init_from: str) -> tuple[dict, str]:
 def train(options: TrainOptions) -> dict:
     """Train (or continue) run ``options.run``; returns the final metrics.
 
-    Ctrl-C (or SIGTERM to the command line, pipeline.sigterm) stops it in good order: the current state is saved to ``latest.pt`` and the run is marked
-    'cancelled', so the same command continues it.
+    Ctrl-C (or SIGTERM to the command line, pipeline.sigterm) stops it in good order: the current state is saved
+    to ``latest.pt`` and the run is marked 'cancelled', so the same command continues it.
     """
     start = check_options(options)
     device = start.device
@@ -297,8 +297,6 @@ def train(options: TrainOptions) -> dict:
             bar.close()
     runs.finish_run(options.data_dir, options.run, status=status)
     return metrics
-
-
 
 
 def _batch(crops: CropDataset, step: int, batch_size: int, device: str) -> dict[str, torch.Tensor]:
