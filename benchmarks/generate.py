@@ -2,7 +2,8 @@
 
 Run by hand (`make bench` or `python benchmarks/generate.py`); figures go in docs/BENCHMARKS.md.
   1. Stages, in this process on one core: each stage of making an item, on built-in procedural pieces.
-  2. End to end: `generate()` over a folder of MIDI files with 1 worker and with 2, from cold start to catalog.
+  2. End to end: `generate()` over a folder of MIDI files with 1 worker and with 2, from cold start to catalog,
+     each job in a fresh process as the command line runs it.
      The rendering options of `python -m pipeline generate` (banks, performances, chains, procedural instruments,
      the voice) apply to these jobs: `make bench-training-data` measures them with `make train-default`'s.
 Every figure is a median over repeats, because the machine is shared and noisy.
@@ -11,9 +12,11 @@ Every figure is a median over repeats, because the machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,7 +99,10 @@ def end_to_end(n_pieces: int, clip_seconds: float, workers: int, repeats: int, w
     """Medians over whole jobs (planning, worker start-up, catalog writes included): audio s per wall s, items per
     wall s, audio s per CPU s of the machine (what one core makes when busy; None where /proc/stat is missing) and
     audio s per CPU s of the job's own processes (the same, unmoved by other work on a shared machine).
-    ``rendering``: GenerateOptions fields (soundfonts and the rendering shares)."""
+    ``rendering``: GenerateOptions fields (soundfonts and the rendering shares).
+
+    Each job runs in a process of its own, as `python -m pipeline generate` does: nothing it loads or starts (the
+    workers' server, the banks, the coordinator's caches) is left over from the job before."""
     folder = work / "midi"
     for index in range(n_pieces):
         path = folder / f"piece{index:04}.mid"
@@ -105,21 +111,36 @@ def end_to_end(n_pieces: int, clip_seconds: float, workers: int, repeats: int, w
             write_midi(procedural.generate_piece(10_000 + index, duration_s=clip_seconds + 5), path)
     speeds, rates, per_cpu, per_job_cpu = [], [], [], []
     for repeat in range(repeats):
-        data = work / f"data-{workers}-{repeat}"
-        job_before = job_cpu_seconds()  # (it may wait for the last job's workers to end: before the clock starts)
-        started, busy_before = time.perf_counter(), busy_cpu_seconds()
-        summary = generate(GenerateOptions(name="bench", source=str(folder), data_dir=str(data), workers=workers,
-                                           clip_seconds=clip_seconds, **rendering))
-        wall, busy_after = time.perf_counter() - started, busy_cpu_seconds()
-        if summary.failed:
-            raise SystemExit(f"{summary.failed} items failed: the figures would not be the factory's")
-        speeds.append(summary.audio_s / wall)
-        rates.append(summary.done / wall)
-        per_job_cpu.append(summary.audio_s / (job_cpu_seconds() - job_before))
-        if busy_before is not None and busy_after is not None:
-            per_cpu.append(summary.audio_s / (busy_after - busy_before))
+        options = {"name": "bench", "source": str(folder), "data_dir": str(work / f"data-{workers}-{repeat}"),
+                   "workers": workers, "clip_seconds": clip_seconds, **rendering}
+        busy_before = busy_cpu_seconds()
+        job = subprocess.run([sys.executable, __file__, "--job", json.dumps(options)], capture_output=True,
+                             text=True, check=False)
+        busy_after = busy_cpu_seconds()
+        if job.returncode != 0:
+            raise SystemExit(f"the job failed: {job.stderr.strip().splitlines()[-1:]}")
+        figures = json.loads(job.stdout.strip().splitlines()[-1])
+        if figures["failed"]:
+            raise SystemExit(f"{figures['failed']} items failed: the figures would not be the factory's")
+        speeds.append(figures["audio_s"] / figures["wall_s"])
+        rates.append(figures["done"] / figures["wall_s"])
+        per_job_cpu.append(figures["audio_s"] / figures["job_cpu_s"])
+        if busy_before is not None and busy_after is not None:  # (the job process's start-up included)
+            per_cpu.append(figures["audio_s"] / (busy_after - busy_before))
     return (statistics.median(speeds), statistics.median(rates), statistics.median(per_cpu) if per_cpu else None,
             statistics.median(per_job_cpu))
+
+
+def one_job(options: dict) -> dict:
+    """Run one job in this process (its imports done) and measure it: wall seconds from ``generate()``'s call to
+    its return, and the CPU seconds of this process and of all it started."""
+    options["soundfonts"] = tuple(options["soundfonts"])
+    job_before = job_cpu_seconds()
+    started = time.perf_counter()
+    summary = generate(GenerateOptions(**options))
+    wall = time.perf_counter() - started
+    return {"audio_s": summary.audio_s, "done": summary.done, "failed": summary.failed, "wall_s": wall,
+            "job_cpu_s": job_cpu_seconds() - job_before}
 
 
 def main() -> None:
@@ -128,6 +149,7 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=200, help="pieces per end-to-end job")
     parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # one end-to-end job's GenerateOptions (JSON), in a process
     parser.add_argument("--skip-stages", action="store_true", help="only the end-to-end jobs")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts of the jobs")
     parser.add_argument("--soundfont", nargs="+", default=["default"], metavar="PATH",
@@ -136,6 +158,9 @@ def main() -> None:
         parser.add_argument(f"--{share}-probability", type=float, default=0.0, metavar="P",
                             help="as for `python -m pipeline generate` (end-to-end jobs)")
     args = parser.parse_args()
+    if args.job:
+        print(json.dumps(one_job(json.loads(args.job))))
+        return
     rendering = {"soundfonts": tuple(args.soundfont),
                  **{f"{share}_probability": getattr(args, f"{share}_probability") for share in SHARES}}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"

@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     from pipeline import quiet_fluidsynth  # noqa: F401 - before anything imports pretty_midi
     # This process is ours: its buffers (network windows, CQT chunks, training batches) are kept for reuse.
     keep_freed_memory(TRAINING_BLOCK_BYTES if args.command in ("train", "finetune") else WORKING_BLOCK_BYTES)
+    if getattr(args, "threads", None):  # torch's CPU threads, for everything this process trains or scores
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         if args.command == "finetune":
             return _finetune(args)

@@ -65,7 +65,7 @@ class TrainOptions:
     augment: bool = True
     bin_shift: int = 0  # training-time shift of the features by up to this many CQT bins, labels unchanged
     progress: bool = False
-    threads: int | None = None
+    threads: int | None = None  # torch CPU threads: the command line sets them for its process (model.__main__)
     init_from: str | None = None  # a checkpoint whose weights the run starts from ('default': the committed one)
     onset_loss: OnsetLoss = field(default_factory=OnsetLoss)  # how the onset head is taught
 
@@ -204,8 +204,6 @@ def train(options: TrainOptions) -> dict:
     device = start.device
     directory = runs.run_dir(options.data_dir, options.run)
     latest = directory / "latest.pt"
-    if options.threads:
-        torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
 
     train_items = load_items(options.data_dir, options.datasets, "train")

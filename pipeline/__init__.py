@@ -14,6 +14,7 @@ The factory (MIDI -> performance -> rendering -> recording chain -> MP3 -> featu
     performance, render, quiet_fluidsynth, synth, voice, renderers, recording_chain, recording, soundfonts: how it
         sounds
     labels, npz, preview, item, item_gate: one item's files
-    jobs, pool, cluster, catalog, dataset_lock, splits, background, sigterm, allocator: jobs and their records
+    jobs, pool, soundfont_preload, cluster, catalog, dataset_lock, splits, background, sigterm, allocator: jobs and
+        their records
     coverage, export, recordings, playback, soundfont_upload: what the dashboard and the command line add
 """

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import dataset_lock
+from . import dataset_lock, soundfont_preload
 from .background import ACTIVE, is_alive, process_id, this_process
 from .catalog import connect, validate_name
 from .corpus import MAX_WORK_SECONDS
@@ -114,7 +114,9 @@ def generate(options: GenerateOptions) -> JobSummary:
     data_dir = Path(options.data_dir).resolve()
     with dataset_lock.acquire(dataset_dir(data_dir, name), name, inherited_fd=options.lock_fd) as lock:
         if not options.cluster:
-            start_server([make_item.__module__])  # the workers' imports overlap the planning below
+            # The workers' imports, and the banks they render with, load in their server while the job plans.
+            start_server([soundfont_preload.__name__, make_item.__module__],
+                         environment={soundfont_preload.SOUNDFONTS_VARIABLE: json.dumps(config["soundfonts"])})
         items_dir = dataset_dir(data_dir, name) / "items"
         cache_dir = data_dir / "cache" / "music21"
         job_id = uuid.uuid4().hex[:12]

@@ -18,26 +18,41 @@ import time
 from collections import deque
 from multiprocessing import forkserver
 from multiprocessing.connection import wait
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from .allocator import WORKING_BLOCK_BYTES, keep_freed_memory
 
-# Workers fork from a server process that holds no job state and no open database, only imported modules
-# (start_server); OpenBLAS, the one library there with threads, re-creates them in each child after a fork.
+# Workers fork from a server process that holds no job state and no open database, only imported modules and what
+# they loaded (start_server); OpenBLAS re-creates its threads in each child after a fork, and the OpenMP that
+# FluidSynth loads soundfonts with is limited to one thread there before any fork (pipeline.soundfont_preload).
 _CONTEXT = multiprocessing.get_context("forkserver")
+_STARTING = threading.Lock()  # one start at a time: the environment is the process's
 Task = TypeVar("Task")
 Result = TypeVar("Result")
 CRASHED = "the worker process crashed while making this item"
 
 
-def start_server(preload: Iterable[str]) -> None:
+def start_server(preload: Iterable[str], *, environment: Mapping[str, str] | None = None) -> None:
     """Start the server that workers are forked from, importing the ``preload`` modules, ahead of the first pool.
 
-    The server imports them once (not each worker), and while it does, the caller can go on (plan the job).
-    A server already running keeps what it has.
+    The server imports them once (not each worker), and while it does, the caller can go on (plan the job). It
+    starts with ``environment``'s variables added to this process's (what a preload module reads: the job's banks
+    for ``pipeline.soundfont_preload``); this process's own environment is left as it was. A server already running
+    keeps what it has.
     """
-    _CONTEXT.set_forkserver_preload(["pipeline.quiet_fluidsynth", *preload])  # quiet first: workers share stdout
-    forkserver.ensure_running()
+    with _STARTING:
+        saved = {name: os.environ.get(name) for name in environment or {}}
+        os.environ.update(environment or {})
+        try:
+            # quiet first: workers share stdout
+            _CONTEXT.set_forkserver_preload(["pipeline.quiet_fluidsynth", *preload])
+            forkserver.ensure_running()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def timed_out(limit_s: float) -> str:

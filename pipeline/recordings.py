@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import dataset_lock
 from .atomic import atomic_path
 from .audio import load_audio
 from .background import this_process
@@ -58,7 +59,8 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
                       progress: bool = False) -> ImportSummary:
     """Make dataset ``name`` from the recordings in ``folder`` (re-running adds new pairs and keeps the rest).
 
-    Recorded as a job of kind 'import' in the catalog, with progress, like a generation; Ctrl-C (or SIGTERM to
+    Recorded as a job of kind 'import' in the catalog, with progress, like a generation, and holding the dataset's
+    lock as one does: raises ``Mp3MidiError`` naming the job when another runs on ``name``. Ctrl-C (or SIGTERM to
     the command line) stops it in good order with the items made so far kept.
     """
     validate_name(name)
@@ -69,6 +71,32 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
     job_id = uuid.uuid4().hex[:12]
     planned = [(hashlib.sha1(f"{name}:{digest}".encode()).hexdigest()[:20], audio, midi, digest)
                for audio, midi in pairs for digest in [_pair_hash(audio, midi)]]
+    with dataset_lock.acquire(data_dir / "datasets" / name, name) as lock:  # one job per dataset, as generate
+        me = this_process()
+        lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started)
+        todo = _plan_import(data_dir, name, folder, config, planned, job_id=job_id, holder=me)
+        writer = ResultWriter(data_dir, job_id, name, total=len(todo), progress=progress)
+        status = "done"
+        try:
+            for item_id, audio, midi, _ in planned:
+                if item_id in todo:
+                    writer.add(recording_item(item_id, audio, midi, items_dir))
+        except KeyboardInterrupt:
+            status = "cancelled"
+        finally:
+            writer.close(status=status)
+        lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started, status=status)
+    with connect(data_dir, read_only=True) as connection:
+        total, done, failed = connection.execute(
+            "SELECT count(*), count(*) FILTER (status = 'done'), count(*) FILTER (status = 'failed')"
+            " FROM items WHERE dataset = ?", [name]).fetchone()
+        failures = dict(connection.execute("SELECT error, count(*) FROM items WHERE dataset = ? AND status = 'failed'"
+                                           " GROUP BY error ORDER BY 2 DESC", [name]).fetchall())
+    return ImportSummary(name, total, done, failed, failures)
+
+
+def _plan_import(data_dir: Path, name: str, folder, config: dict, planned: list, *, job_id: str, holder) -> set[str]:
+    """Catalog rows for the new pairs and the import's job row, in one transaction; returns the items to make."""
     with connect(data_dir) as connection:
         connection.execute("BEGIN")
         row = connection.execute("SELECT config FROM datasets WHERE name = ?", [name]).fetchone()
@@ -88,29 +116,12 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
                                                                  str(audio), digest])
         todo = {item for (item,) in connection.execute(
             "SELECT item_id FROM items WHERE dataset = ? AND status <> 'done'", [name]).fetchall()}
-        me = this_process()
         connection.execute(
             "INSERT INTO jobs (job_id, dataset, kind, status, pid, host, process_started, workers, total, done,"
             " failed, updated_at, running_at) VALUES (?, ?, 'import', 'running', ?, ?, ?, 1, ?, 0, 0, now(), now())",
-            [job_id, name, me.pid, me.host, me.started, len(planned)])
+            [job_id, name, holder.pid, holder.host, holder.started, len(planned)])
         connection.execute("COMMIT")
-    writer = ResultWriter(data_dir, job_id, name, total=len(todo), progress=progress)
-    status = "done"
-    try:
-        for item_id, audio, midi, _ in planned:
-            if item_id in todo:
-                writer.add(recording_item(item_id, audio, midi, items_dir))
-    except KeyboardInterrupt:
-        status = "cancelled"
-    finally:
-        writer.close(status=status)
-    with connect(data_dir, read_only=True) as connection:
-        total, done, failed = connection.execute(
-            "SELECT count(*), count(*) FILTER (status = 'done'), count(*) FILTER (status = 'failed')"
-            " FROM items WHERE dataset = ?", [name]).fetchone()
-        failures = dict(connection.execute("SELECT error, count(*) FROM items WHERE dataset = ? AND status = 'failed'"
-                                           " GROUP BY error ORDER BY 2 DESC", [name]).fetchall())
-    return ImportSummary(name, total, done, failed, failures)
+    return todo
 
 
 def recording_item(item_id: str, audio_path: Path, midi_path: Path, items_dir: Path) -> ItemResult:

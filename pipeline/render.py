@@ -3,8 +3,9 @@
 A part plays its notes as written, or, when given, a performance's MIDI events (pitch wheel, controllers, notes;
 ``pipeline.performance`` makes them and the labels that follow their sound).
 A fresh synthesizer per render keeps output bit-identical however items are spread over processes. Soundfonts are
-loaded once per process and lent to each fresh synthesizer: an .sf3 takes one to two seconds to load (its samples
-are decompressed), longer than rendering a 30-second clip. FluidSynth writes float samples straight into the
+loaded once per process and lent to each fresh synthesizer: an .sf3 takes about three CPU seconds to load (its
+samples are decompressed), longer than rendering a 30-second clip; a dataset job's workers inherit theirs from the
+process they fork from (``pipeline.soundfont_preload``). FluidSynth writes float samples straight into the
 output array: its 16-bit writer (dithered, then converted back to float here) cost a third of the render.
 """
 
@@ -67,7 +68,11 @@ class Effects:
 
 @lru_cache(maxsize=16)
 def check_soundfont(path: str) -> str:
-    """Resolve and validate a soundfont path once; raises ``Mp3MidiError`` if FluidSynth cannot load it."""
+    """Resolve and validate a soundfont path once; raises ``Mp3MidiError`` if FluidSynth cannot load it.
+
+    FluidSynth reads the file's chunks and presets but not its samples (an .sf3's take seconds of CPU to
+    decompress), so a process that only checks, such as a job's coordinator, does not pay for rendering with it.
+    """
     resolved = Path(path).expanduser().resolve()
     if not resolved.is_file():
         raise Mp3MidiError(f"soundfont {path!r} does not exist")
@@ -75,9 +80,21 @@ def check_soundfont(path: str) -> str:
         header = handle.read(12)
     if header[:4] != b"RIFF" or header[8:12] != b"sfbk":
         raise Mp3MidiError(f"soundfont {path!r} is not an SF2/SF3 file (no RIFF sfbk header)")
-    synth, _, font = _new_synth(str(resolved), Effects())
-    _release(synth, font)
+    import fluidsynth
+
+    probe = fluidsynth.Synth(samplerate=SAMPLE_RATE, **{"synth.dynamic-sample-loading": 1})  # samples on use only
+    try:
+        if probe.sfload(str(resolved)) < 0:
+            raise Mp3MidiError(f"FluidSynth cannot load soundfont {str(resolved)!r}")
+    finally:
+        probe.delete()
     return str(resolved)
+
+
+def load_soundfont(path: str) -> None:
+    """Load a checked soundfont, samples and all, into this process now rather than at its first render (a
+    process that workers fork from shares it with them: ``pipeline.soundfont_preload``)."""
+    _loaded_font(path)
 
 
 def default_soundfont() -> str:

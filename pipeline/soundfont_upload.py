@@ -46,8 +46,10 @@ def add_soundfont(data_dir: str | Path, filename: str, content: bytes, *,
 
 
 def _check_loads(path: Path, filename: str, *, timeout_s: float) -> None:
-    """FluidSynth loads ``path``, in a child process."""
-    probe = "import sys; from pipeline.render import check_soundfont; check_soundfont(sys.argv[1])"
+    """FluidSynth loads ``path``, samples and all (a bank whose samples are damaged is refused now, not item by item
+    later), in a child process."""
+    probe = ("import sys; from pipeline.render import check_soundfont, load_soundfont;"
+             " load_soundfont(check_soundfont(sys.argv[1]))")
     try:
         result = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=Path(__file__).resolve().parents[1],
                                 capture_output=True, text=True, timeout=timeout_s)

@@ -51,6 +51,41 @@ def run_pool_forever(folder: str) -> None:
         pass
 
 
+
+def worker_soundfonts(banks: tuple[str, str]) -> tuple[bool, int | None, bool]:
+    """In a worker: whether bank ``banks[0]`` was loaded before this task asked for it (by the server the worker
+    forked from), the OpenMP thread limit here (None where FluidSynth uses no GNU OpenMP), and whether
+    ``banks[1]``, which nobody loaded before, loads and renders a note here."""
+    import ctypes
+
+    from pipeline import render
+    from pipeline.notes import Note, Part
+
+    hits = render._loaded_font.cache_info().hits
+    render.load_soundfont(banks[0])
+    preloaded = render._loaded_font.cache_info().hits == hits + 1
+    try:
+        runtime = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        runtime.omp_get_max_threads.restype = ctypes.c_int
+        threads = runtime.omp_get_max_threads()
+    except OSError:
+        threads = None
+    audio = render.render([Part(0, False, (Note(0.0, 0.2, 60, 100),))], 0.3, soundfont=banks[1])
+    return preloaded, threads, bool(audio.any())
+
+
+def preloaded_workers(bank: str, other_bank: str) -> list:
+    """A coordinator whose workers' server preloads ``bank``: what two workers report (worker_soundfonts)."""
+    import json
+
+    from pipeline import soundfont_preload
+    from pipeline.pool import run_tolerant, start_server
+
+    start_server([soundfont_preload.__name__],
+                 environment={soundfont_preload.SOUNDFONTS_VARIABLE: json.dumps([bank])})
+    return list(run_tolerant(worker_soundfonts, [(bank, other_bank)] * 2, workers=2, on_failure=failed,
+                             time_limit=lambda task: 120.0))
+
 if __name__ == "__main__":
     import sys
 

@@ -84,6 +84,28 @@ def test_an_import_is_recorded_under_its_process_identity(material, tmp_path):
     assert process_id(host, pid, started) == this_process()
 
 
+def test_an_import_holds_the_datasets_lock_as_a_generation_does(material, tmp_path):
+    """While another job holds the dataset, an import is refused naming it and writes nothing; an import that ran
+    leaves the lock file saying which job it was and how it ended."""
+    from pipeline import dataset_lock
+
+    folder = tmp_path / "datasets" / "judged"
+    with dataset_lock.acquire(folder, "judged") as held:
+        held.record(job_id="someoneelse", pid=1, host="here", started=0.0)
+        with pytest.raises(Mp3MidiError, match="dataset 'judged' already has a job running: job someoneelse"):
+            import_recordings(material / "judge", name="judged", data_dir=tmp_path)
+    assert not (tmp_path / "catalog.duckdb").exists() or not _import_jobs(tmp_path)
+    import_recordings(material / "judge", name="judged", data_dir=tmp_path)
+    (job_id,) = _import_jobs(tmp_path)
+    assert dataset_lock.last_holder(folder) | {"pid": None, "host": None, "started": None} == {
+        "job_id": job_id, "pid": None, "host": None, "started": None, "status": "done"}
+
+
+def _import_jobs(data_dir: Path) -> list[str]:
+    with connect(data_dir, read_only=True) as connection:
+        return [job for (job,) in connection.execute("SELECT job_id FROM jobs WHERE kind = 'import'").fetchall()]
+
+
 def test_a_folder_without_pairs_is_refused(tmp_path):
     (tmp_path / "lonely.wav").write_bytes(b"")
     with pytest.raises(Mp3MidiError, match="no audio file with a reference .mid of the same name beside it"):

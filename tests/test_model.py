@@ -167,8 +167,10 @@ def test_training_lowers_the_loss_and_records_the_run(tiny):
     model = Transcriber()
     with torch.no_grad():
         before = float(losses(model(batch["features"]), batch)["total"])
+    threads = torch.get_num_threads()
     train(TrainOptions(datasets=["tiny"], run="fit", steps=40, batch_size=4, crop_frames=160, eval_every=20,
-                       eval_items=2, augment=False, data_dir=str(tiny), lr=3e-3))
+                       eval_items=2, augment=False, data_dir=str(tiny), lr=3e-3, threads=threads + 1))
+    assert torch.get_num_threads() == threads  # a process-wide setting: the command line's to make, not train()'s
     trained = model_from_checkpoint(load_checkpoint(runs.run_dir(tiny, "fit") / "latest.pt"))
     trained.train(False)
     with torch.no_grad():

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -61,3 +62,24 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_workers_fork_with_the_jobs_soundfonts_loaded_and_still_load_others(tmp_path):
+    """The server loads the job's bank once (pipeline.soundfont_preload); both workers find it loaded, run OpenMP
+    on one thread, and load a bank the server never saw without hanging (GNU OpenMP cannot start threads again in a
+    process forked after it ran some). A fresh coordinator, so the server is this test's own."""
+    from pipeline.render import check_soundfont, default_soundfont
+
+    other = tmp_path / "other bank.sf2"
+    other.write_bytes(Path(default_soundfont()).read_bytes())
+    bank, other_bank = check_soundfont(default_soundfont()), check_soundfont(str(other))
+    probe = ("import json, sys; from tests.tasks import preloaded_workers;"
+             " print(json.dumps(preloaded_workers(sys.argv[1], sys.argv[2])))")
+    done = subprocess.run([sys.executable, "-c", probe, bank, other_bank], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    reports = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(reports) == 2
+    for preloaded, threads, rendered in reports:
+        assert preloaded and rendered
+        assert threads in (1, None)

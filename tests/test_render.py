@@ -84,3 +84,21 @@ def test_bad_soundfonts_are_refused(tmp_path: Path, content, reason):
         path.write_bytes(content)
     with pytest.raises(Mp3MidiError, match=reason):
         check_soundfont(str(path))
+
+
+def test_a_checked_soundfont_is_not_loaded_until_rendered_and_a_cut_one_is_refused(tmp_path: Path):
+    """The check reads the bank's chunks and presets, not its samples (a job's coordinator never renders): the
+    process's loaded banks are unchanged by it. A bank cut short is still refused."""
+    from pipeline import render as render_module
+
+    whole, cut = tmp_path / "whole.sf2", tmp_path / "cut.sf2"
+    data = Path(default_soundfont()).read_bytes()
+    whole.write_bytes(data)
+    cut.write_bytes(data[: len(data) // 2])
+    loads = render_module._loaded_font.cache_info().misses
+    assert check_soundfont(str(whole)) == str(whole.resolve())
+    assert render_module._loaded_font.cache_info().misses == loads
+    with pytest.raises(Mp3MidiError, match="cannot load soundfont"):
+        check_soundfont(str(cut))
+    assert render([PIANO], 1.0, soundfont=str(whole.resolve())).any()
+    assert render_module._loaded_font.cache_info().misses == loads + 1
