@@ -114,11 +114,11 @@ def end_to_end(n_pieces: int, clip_seconds: float, workers: int, repeats: int, w
         options = {"name": "bench", "source": str(folder), "data_dir": str(work / f"data-{workers}-{repeat}"),
                    "workers": workers, "clip_seconds": clip_seconds, **rendering}
         busy_before = busy_cpu_seconds()
-        job = subprocess.run([sys.executable, __file__, "--job", json.dumps(options)], capture_output=True,
-                             text=True, check=False)
+        job = subprocess.run([sys.executable, __file__, "--job", json.dumps(options)], stdout=subprocess.PIPE,
+                             text=True, check=False)  # (its warnings, and FluidSynth's, reach the terminal)
         busy_after = busy_cpu_seconds()
         if job.returncode != 0:
-            raise SystemExit(f"the job failed: {job.stderr.strip().splitlines()[-1:]}")
+            raise SystemExit(f"the job failed (exit {job.returncode}; its error is above)")
         figures = json.loads(job.stdout.strip().splitlines()[-1])
         if figures["failed"]:
             raise SystemExit(f"{figures['failed']} items failed: the figures would not be the factory's")

@@ -73,8 +73,8 @@ def import_recordings(folder: str | Path, *, name: str, data_dir: str | Path = "
                for audio, midi in pairs for digest in [_pair_hash(audio, midi)]]
     with dataset_lock.acquire(data_dir / "datasets" / name, name) as lock:  # one job per dataset, as generate
         me = this_process()
-        lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started)
         todo = _plan_import(data_dir, name, folder, config, planned, job_id=job_id, holder=me)
+        lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started)  # (a refusal leaves it as it was)
         writer = ResultWriter(data_dir, job_id, name, total=len(todo), progress=progress)
         status = "done"
         try:

@@ -42,6 +42,7 @@ class Event:
     b: int = 0
 
 
+LOADED_BANKS = 8  # soundfonts a process keeps loaded (the least recently used one goes first)
 _EVENT_ORDER = {"off": 0, "cc": 1, "bend": 1, "on": 2}  # at one instant: releases, then controllers, then attacks
 
 
@@ -68,10 +69,12 @@ class Effects:
 
 @lru_cache(maxsize=16)
 def check_soundfont(path: str) -> str:
-    """Resolve and validate a soundfont path once; raises ``Mp3MidiError`` if FluidSynth cannot load it.
+    """Resolve and validate a soundfont path once; raises ``Mp3MidiError`` if FluidSynth cannot read it.
 
     FluidSynth reads the file's chunks and presets but not its samples (an .sf3's take seconds of CPU to
     decompress), so a process that only checks, such as a job's coordinator, does not pay for rendering with it.
+    A bank cut short is refused here; one whose samples are damaged inside passes, and fails where it is first
+    loaded: each process tries once, and every item that draws it fails with the reason (``load_soundfont``).
     """
     resolved = Path(path).expanduser().resolve()
     if not resolved.is_file():
@@ -93,8 +96,9 @@ def check_soundfont(path: str) -> str:
 
 def load_soundfont(path: str) -> None:
     """Load a checked soundfont, samples and all, into this process now rather than at its first render (a
-    process that workers fork from shares it with them: ``pipeline.soundfont_preload``)."""
-    _loaded_font(path)
+    process that workers fork from shares it with them: ``pipeline.soundfont_preload``). Raises ``Mp3MidiError``
+    when FluidSynth cannot, at once for a bank that failed in this process before (or in the one it forked from)."""
+    _font(path)
 
 
 def default_soundfont() -> str:
@@ -181,7 +185,21 @@ def _finish(stereo: np.ndarray, effects: Effects, rng: np.random.Generator | Non
     return np.clip(mono, -1.0, 1.0, out=mono)
 
 
-@lru_cache(maxsize=8)
+_UNLOADABLE: dict[str, str] = {}  # bank -> why it did not load in this process: a multi-second load is tried once
+
+
+def _font(soundfont: str):
+    """``_loaded_font``, remembering failures: a damaged bank fails each later item at once, not after a reload."""
+    if soundfont in _UNLOADABLE:
+        raise Mp3MidiError(_UNLOADABLE[soundfont])
+    try:
+        return _loaded_font(soundfont)
+    except Mp3MidiError as exc:
+        _UNLOADABLE[soundfont] = str(exc)
+        raise
+
+
+@lru_cache(maxsize=LOADED_BANKS)
 def _loaded_font(soundfont: str):
     """A soundfont loaded once in this process: (the synthesizer that owns it, the font handle to lend out)."""
     import fluidsynth
@@ -220,7 +238,7 @@ def _release(synth, font) -> None:
 def _new_synth(soundfont: str, effects: Effects):
     import fluidsynth
 
-    _, font = _loaded_font(soundfont)
+    _, font = _font(soundfont)
     synth = fluidsynth.Synth(
         gain=SYNTH_GAIN,
         samplerate=SAMPLE_RATE,

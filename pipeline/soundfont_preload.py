@@ -17,25 +17,28 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import sys
 
-from .errors import Mp3MidiError
-from .render import load_soundfont
+from .render import LOADED_BANKS, load_soundfont
 
 SOUNDFONTS_VARIABLE = "MP3_TO_MIDI_PRELOAD_SOUNDFONTS"
-MAX_PRELOADED = 8  # the render module keeps this many banks loaded per process
 
 
 def preload(soundfonts: list[str]) -> list[str]:
-    """Load each of ``soundfonts`` (the first MAX_PRELOADED) into this process, then limit OpenMP to one thread.
-    Returns the banks that loaded; one that fails is skipped."""
+    """Load each of ``soundfonts`` into this process (the first LOADED_BANKS: more would push the first ones out
+    again), then limit OpenMP to one thread. Returns the banks that loaded. One that fails is said in one line on
+    standard error and remembered as failed, so the workers' items that draw it fail with the reason at once."""
     loaded = []
-    for path in soundfonts[:MAX_PRELOADED]:
-        try:
-            load_soundfont(path)
-        except Mp3MidiError:
-            continue
-        loaded.append(path)
-    one_openmp_thread()
+    try:
+        for path in soundfonts[:LOADED_BANKS]:
+            try:
+                load_soundfont(path)
+            except Exception as exc:  # noqa: BLE001 - the server must live on: the workers' items say what failed
+                print(f"warning: {exc}; items drawing this soundfont will fail", file=sys.stderr, flush=True)
+                continue
+            loaded.append(path)
+    finally:
+        one_openmp_thread()
     return loaded
 
 

@@ -74,17 +74,32 @@ def worker_soundfonts(banks: tuple[str, str]) -> tuple[bool, int | None, bool]:
     return preloaded, threads, bool(audio.any())
 
 
-def preloaded_workers(bank: str, other_bank: str) -> list:
-    """A coordinator whose workers' server preloads ``bank``: what two workers report (worker_soundfonts)."""
+def unloadable_bank(bank: str) -> tuple[str, int]:
+    """In a worker: what loading ``bank`` says (a bank the server failed to load), and how many loads it took."""
+    from pipeline import render
+    from pipeline.errors import Mp3MidiError
+
+    misses = render._loaded_font.cache_info().misses
+    try:
+        render.load_soundfont(bank)
+    except Mp3MidiError as exc:
+        return str(exc), render._loaded_font.cache_info().misses - misses
+    return "loaded", render._loaded_font.cache_info().misses - misses
+
+
+def preloaded_workers(bank: str, other_bank: str, bad_bank: str) -> list:
+    """A coordinator whose workers' server preloads ``bad_bank`` (which fails) and ``bank``: what two workers
+    report (worker_soundfonts), then what a worker says of the bad bank (unloadable_bank)."""
     import json
 
     from pipeline import soundfont_preload
     from pipeline.pool import run_tolerant, start_server
 
     start_server([soundfont_preload.__name__],
-                 environment={soundfont_preload.SOUNDFONTS_VARIABLE: json.dumps([bank])})
-    return list(run_tolerant(worker_soundfonts, [(bank, other_bank)] * 2, workers=2, on_failure=failed,
-                             time_limit=lambda task: 120.0))
+                 environment={soundfont_preload.SOUNDFONTS_VARIABLE: json.dumps([bad_bank, bank])})
+    reports = list(run_tolerant(worker_soundfonts, [(bank, other_bank)] * 2, workers=2, on_failure=failed,
+                                time_limit=lambda task: 120.0))
+    return reports + list(run_tolerant(unloadable_bank, [bad_bank], workers=1, on_failure=failed))
 
 if __name__ == "__main__":
     import sys

@@ -65,21 +65,26 @@ def _alive(pid: int) -> bool:
 
 
 def test_workers_fork_with_the_jobs_soundfonts_loaded_and_still_load_others(tmp_path):
-    """The server loads the job's bank once (pipeline.soundfont_preload); both workers find it loaded, run OpenMP
-    on one thread, and load a bank the server never saw without hanging (GNU OpenMP cannot start threads again in a
-    process forked after it ran some). A fresh coordinator, so the server is this test's own."""
+    """The server loads the job's banks once (pipeline.soundfont_preload); both workers find the good one loaded,
+    run OpenMP on one thread, and load a bank the server never saw without hanging (GNU OpenMP cannot start threads
+    again in a process forked after it ran some). A bank that fails in the server is said on stderr, and fails in a
+    worker at once, without a second load. A fresh coordinator, so the server is this test's own."""
     from pipeline.render import check_soundfont, default_soundfont
 
     other = tmp_path / "other bank.sf2"
     other.write_bytes(Path(default_soundfont()).read_bytes())
+    bad = tmp_path / "bad bank.sf2"
+    bad.write_bytes(b"RIFF\0\0\0\0sfbkLIST")  # passes no check: the server meets it as a damaged bank
     bank, other_bank = check_soundfont(default_soundfont()), check_soundfont(str(other))
     probe = ("import json, sys; from tests.tasks import preloaded_workers;"
-             " print(json.dumps(preloaded_workers(sys.argv[1], sys.argv[2])))")
-    done = subprocess.run([sys.executable, "-c", probe, bank, other_bank], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+             " print(json.dumps(preloaded_workers(*sys.argv[1:])))")
+    # Several OpenMP threads asked for, so the server's load runs some whatever the machine or the caller's setting.
+    done = subprocess.run([sys.executable, "-c", probe, bank, other_bank, str(bad)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "4"})
     assert done.returncode == 0, done.stderr
-    reports = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(reports) == 2
-    for preloaded, threads, rendered in reports:
-        assert preloaded and rendered
-        assert threads in (1, None)
+    *reports, (said, loads) = json.loads(done.stdout.strip().splitlines()[-1])
+    # (A worker that hung reports "... failed: timed out after 120 s"; None: a FluidSynth built without OpenMP.)
+    assert reports in ([[True, 1, True]] * 2, [[True, None, True]] * 2)
+    assert said == f"FluidSynth cannot load soundfont {str(bad)!r}" and loads == 0
+    assert f"warning: FluidSynth cannot load soundfont {str(bad)!r}; items drawing this soundfont will fail" in \
+        done.stderr

@@ -102,3 +102,15 @@ def test_a_checked_soundfont_is_not_loaded_until_rendered_and_a_cut_one_is_refus
         check_soundfont(str(cut))
     assert render([PIANO], 1.0, soundfont=str(whole.resolve())).any()
     assert render_module._loaded_font.cache_info().misses == loads + 1
+
+
+def test_a_bank_that_fails_to_load_is_tried_once_per_process(tmp_path: Path):
+    from pipeline import render as render_module
+
+    bad = tmp_path / "damaged.sf2"
+    bad.write_bytes(b"RIFF\0\0\0\0sfbkLIST")
+    loads = render_module._loaded_font.cache_info().misses
+    for _ in range(2):
+        with pytest.raises(Mp3MidiError, match="FluidSynth cannot load soundfont .*damaged.sf2"):
+            render([PIANO], 1.0, soundfont=str(bad))
+    assert render_module._loaded_font.cache_info().misses == loads + 1
