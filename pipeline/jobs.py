@@ -33,7 +33,7 @@ from .item import ItemResult, ItemSpec, item_seed, make_item
 from .midi_io import MAX_MIDI_SECONDS
 from .pool import run_tolerant, start_server
 from .recording import ResultWriter
-from .render import check_soundfont, default_soundfont
+from .render import LOADED_BANKS, check_soundfont, default_soundfont
 from .renderers import check_probabilities
 from .sources import BUILTIN, PROCEDURAL_SECONDS, builtin_refs, convert_many, scan_folder
 
@@ -304,6 +304,9 @@ def _config(options: GenerateOptions) -> dict:
     """The settings that define a dataset's content; a resumed run must match them."""
     named = [default_soundfont() if path == DEFAULT_SOUNDFONT_NAME else path for path in options.soundfonts]
     soundfonts = tuple(check_soundfont(path) for path in (named or [default_soundfont()]))
+    if len(set(soundfonts)) > LOADED_BANKS:  # each worker keeps the job's banks loaded; more would reload them
+        raise Mp3MidiError(f"--soundfont: at most {LOADED_BANKS} different soundfonts a dataset; got "
+                           f"{len(set(soundfonts))}")
     if options.source == BUILTIN:
         source = BUILTIN
     else:

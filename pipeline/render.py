@@ -42,7 +42,7 @@ class Event:
     b: int = 0
 
 
-LOADED_BANKS = 8  # soundfonts a process keeps loaded (the least recently used one goes first)
+LOADED_BANKS = 8  # soundfonts a process keeps loaded (a dataset draws from at most this many)
 _EVENT_ORDER = {"off": 0, "cc": 1, "bend": 1, "on": 2}  # at one instant: releases, then controllers, then attacks
 
 

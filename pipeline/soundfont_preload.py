@@ -3,8 +3,8 @@
 An .sf3 bank's samples take about three CPU seconds to decompress (FluidR3Mono), and each worker of each job paid
 that again for every bank it drew. Loaded in the server, they reach every worker it forks, shared copy-on-write
 (rendering only reads them). ``pipeline.pool.start_server`` has the server import this module by name with the
-banks in ``SOUNDFONTS_VARIABLE`` (a JSON list of checked paths); a bank that fails here is left for the workers,
-whose items then fail with FluidSynth's reason.
+banks in ``SOUNDFONTS_VARIABLE`` (a JSON list of checked paths). A bank that fails here is said in one line and
+remembered as failed, so the workers' items that draw it fail with FluidSynth's reason without loading it again.
 
 FluidSynth decompresses with OpenMP threads, and GNU OpenMP cannot start threads again in a process forked after
 it ran some (the child waits forever for threads that were not copied). So once the banks are in, the server

@@ -22,6 +22,7 @@ from pipeline.item import ItemSpec
 from pipeline.item_gate import GATE_VARIABLE, OPEN, set_gate
 from pipeline.jobs import ITEM_TIME_BASE_S, ITEM_TIME_PER_AUDIO_S, GenerateOptions, JobFailed, generate, item_time_limit
 from pipeline.midi_io import MAX_MIDI_SECONDS
+from pipeline.render import LOADED_BANKS, default_soundfont
 from pipeline.sources import PROCEDURAL_SECONDS, SourceRef
 from tests.conftest import write_piece
 from tests.test_background import gate, wait_for  # noqa: F401 - gate is a fixture
@@ -112,6 +113,16 @@ def test_bad_settings_refuse_to_start(good_folder: Path, tmp_path: Path, change,
     with pytest.raises(Mp3MidiError, match=message):
         change = dict(change)
         generate(options(Path(change.pop("source", good_folder)), data, limit=1, **change))
+
+
+def test_more_soundfonts_than_a_worker_keeps_loaded_are_refused(good_folder: Path, tmp_path: Path):
+    banks = []
+    for index in range(LOADED_BANKS + 1):
+        banks.append(tmp_path / f"bank{index}.sf2")
+        banks[-1].write_bytes(Path(default_soundfont()).read_bytes())
+    with pytest.raises(Mp3MidiError, match=f"at most {LOADED_BANKS} different soundfonts a dataset; got {LOADED_BANKS + 1}"):
+        generate(options(good_folder, tmp_path / "data", soundfonts=tuple(map(str, banks))))
+    assert not (tmp_path / "data" / "catalog.duckdb").exists()
 
 
 def test_an_empty_folder_is_refused(tmp_path: Path):
