@@ -34,7 +34,7 @@ class Arrangement:
 
 
 def arrange(score: Score, rng: np.random.Generator, *, families: tuple[str, ...], clip_seconds: float | None,
-            mix_probability: float, render_drums: bool) -> Arrangement:
+            mix_probability: float, render_drums: bool, programs: tuple[int, ...] | None = None) -> Arrangement:
     start, duration = _clip_window(score, rng, clip_seconds)
     pitched = [_clip(part, start, duration) for part in score.parts if not part.is_drum]
     pitched = [part for part in pitched if part.notes]
@@ -45,7 +45,8 @@ def arrange(score: Score, rng: np.random.Generator, *, families: tuple[str, ...]
         is_mix = len(groups) > 1
     else:
         groups = [[note for part in pitched for note in part.notes]]
-    parts = [Part(draw_program(rng, families), False, tuple(remove_self_overlaps(notes))) for notes in groups]
+    parts = [Part(draw_program(rng, families, programs=programs), False, tuple(remove_self_overlaps(notes)))
+             for notes in groups]
     label_notes = remove_self_overlaps([note for part in parts for note in part.notes])
     drum_notes = remove_self_overlaps([note for part in drums for note in part.notes])
     drum_parts = [Part(0, True, tuple(drum_notes))] if drum_notes else []  # one drum channel: one kit

@@ -38,7 +38,19 @@ def parse_families(names: list[str] | tuple[str, ...] | None) -> tuple[str, ...]
     return tuple(dict.fromkeys(names))
 
 
-def draw_program(rng: np.random.Generator, families: tuple[str, ...]) -> int:
-    """One program, uniform over the families first so that no family is drowned by another."""
-    family = families[rng.integers(len(families))]
-    return int(rng.choice(programs_of(family)))
+def draw_program(rng: np.random.Generator, families: tuple[str, ...], *,
+                 programs: tuple[int, ...] | None = None) -> int:
+    """One program, uniform over the families first so that no family is drowned by another.
+
+    ``programs``: only these may be drawn (None: any of the families'); the families are those holding one of them.
+    Raises ``Mp3MidiError`` when none of ``programs`` belongs to ``families``.
+    """
+    if programs is None:
+        family = families[rng.integers(len(families))]
+        return int(rng.choice(programs_of(family)))
+    allowed = {family: [p for p in programs_of(family) if p in programs] for family in families}
+    allowed = {family: choices for family, choices in allowed.items() if choices}
+    if not allowed:
+        raise Mp3MidiError(f"none of the programs {sorted(programs)} belongs to the families {list(families)}")
+    choices = list(allowed.values())[rng.integers(len(allowed))]
+    return int(rng.choice(choices))

@@ -59,6 +59,7 @@ class ItemSpec:
     chain_probability: float = 0.0  # chance the item goes through a recording chain (pipeline.recording_chain)
     synth_probability: float = 0.0  # chance the item is played by procedural instruments (pipeline.synth)
     voice_probability: float = 0.0  # chance the item is sung (pipeline.voice)
+    programs: tuple[int, ...] | None = None  # only these General MIDI programs play (None: any of the families)
 
 
 @dataclass
@@ -122,7 +123,8 @@ def _make(spec: ItemSpec, result: ItemResult) -> None:
     with clock("load"):
         score = load_score(spec.source, Path(spec.cache_dir))
     arrangement = arrange(score, rng, families=spec.families, clip_seconds=spec.clip_seconds,
-                          mix_probability=spec.mix_probability, render_drums=spec.render_drums)
+                          mix_probability=spec.mix_probability, render_drums=spec.render_drums,
+                          programs=spec.programs)
     if not arrangement.label_notes:
         raise Mp3MidiError("the clip holds no pitched notes")
     soundfont = spec.soundfonts[rng.integers(len(spec.soundfonts))]

@@ -1,0 +1,83 @@
+"""Which General MIDI programs play an item: drawn per family, optionally only from a given set (a held-out set of
+timbres no training bank has, benchmarks/unseen_programs.py), and how that set is found (shared samples)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.unseen_programs import correlation, lineage, main, make_clips, probe
+from pipeline.errors import Mp3MidiError
+from pipeline.instruments import DEFAULT_FAMILIES, draw_program, family_of
+from pipeline.item import ItemSpec, make_item
+from pipeline.midi_io import read_midi
+from pipeline.render import default_soundfont
+from pipeline.sources import SourceRef
+
+
+def test_without_a_set_the_draws_are_those_of_before():
+    """Items made before the option must come out the same: one family draw, then one program draw."""
+    for seed in range(20):
+        rng, again = np.random.default_rng(seed), np.random.default_rng(seed)
+        family = DEFAULT_FAMILIES[again.integers(len(DEFAULT_FAMILIES))]
+        expected = int(again.choice(range(DEFAULT_FAMILIES.index(family) * 8, DEFAULT_FAMILIES.index(family) * 8 + 8)))
+        assert draw_program(rng, DEFAULT_FAMILIES) == expected
+
+
+@pytest.mark.parametrize("programs, families, expected", [
+    ((3, 73, 75), DEFAULT_FAMILIES, {3, 73, 75}),
+    ((3, 73, 75), ("piano",), {3}),
+    ((0, 1, 2, 3, 4, 5, 6, 7, 80), DEFAULT_FAMILIES, set(range(8)) | {80}),
+])
+def test_only_the_given_programs_are_drawn(programs, families, expected):
+    rng = np.random.default_rng(0)
+    drawn = [draw_program(rng, families, programs=programs) for _ in range(400)]
+    assert set(drawn) == expected
+
+
+def test_families_are_drawn_evenly_whatever_their_number_of_programs():
+    rng = np.random.default_rng(1)
+    drawn = [family_of(draw_program(rng, DEFAULT_FAMILIES, programs=tuple(range(8)) + (80,))) for _ in range(2000)]
+    assert 0.45 < drawn.count("synth_lead") / len(drawn) < 0.55  # one program against eight pianos: still half
+
+
+def test_a_set_outside_the_families_is_refused():
+    with pytest.raises(Mp3MidiError, match=r"none of the programs \[73\] belongs to the families \['piano'\]"):
+        draw_program(np.random.default_rng(0), ("piano",), programs=(73,))
+
+
+def test_an_item_plays_only_the_given_programs(tmp_path):
+    for seed in range(3):
+        spec = ItemSpec(f"item{seed}", SourceRef("procedural", str(seed), f"h{seed}"), seed, (default_soundfont(),),
+                        DEFAULT_FAMILIES, 4.0, 1.0, False, "64k", str(tmp_path), str(tmp_path), programs=(19, 56))
+        result = make_item(spec)
+        assert result.status == "done", result.error
+        assert set(result.programs) <= {19, 56} and result.families and set(result.families) <= {"organ", "brass"}
+
+
+def test_the_same_sample_correlates_and_another_instrument_does_not():
+    bank = default_soundfont()
+    piano = probe(bank, 0, 60)
+    assert correlation(piano, probe(bank, 0, 60)) > 0.99
+    assert correlation(piano, probe(bank, 73, 60)) < 0.5  # a flute
+    assert correlation(piano, np.zeros(1, np.float32)) == 0.0
+    closest = lineage(bank, [bank], [0, 73])
+    assert sorted(closest) == [0, 73] and all(name == bank and score > 0.99 for name, score in closest.values())
+
+
+def test_a_bank_against_itself_leaves_nothing_unseen(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--bank", str(tmp_path / "missing.sf2"), "--lineage-only"]) == 2
+    assert "error:" in capsys.readouterr().err
+    bank = default_soundfont()
+    assert main(["--out", str(tmp_path), "--bank", bank, "--training-bank", bank, "--lineage-only"]) == 0
+    assert "96 of 96 pitched programs share" in capsys.readouterr().out
+
+
+def test_the_clips_are_played_by_the_unshared_programs_only(tmp_path):
+    clips = make_clips(default_soundfont(), [19, 56], tmp_path, first_seed=3, solo=1, mixes=1)
+    assert [clip["clip"].split("/")[0] for clip in clips] == ["organ", "brass", "mix"]
+    for clip in clips:
+        assert set(clip["programs"]) <= {19, 56}
+        audio, reference = tmp_path / f"{clip['clip']}.mp3", tmp_path / f"{clip['clip']}.mid"
+        assert audio.stat().st_size > 0 and read_midi(reference).pitched_notes
+    assert len(clips[-1]["programs"]) > 1  # a mix: more than one part
