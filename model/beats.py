@@ -197,7 +197,9 @@ def _smoothed(beats_s: np.ndarray) -> np.ndarray:
 def _extended(beats_s: np.ndarray, *, duration_s: float) -> np.ndarray:
     """Tracked beats -> a grid from 0.0 to at least ``duration_s``: earlier beats at the first interval, later ones
     at the last. A beat closer to 0 than MIN_PICKUP_BEATS of an interval is left out, so the first beat (the one
-    from 0) lasts between MIN_PICKUP_BEATS and 1 + MIN_PICKUP_BEATS intervals."""
+    from 0) lasts between MIN_PICKUP_BEATS and 1 + MIN_PICKUP_BEATS intervals; so is one at or before 0 (smoothing
+    can move a beat tracked on the first frame a few milliseconds before it)."""
+    beats_s = beats_s[np.searchsorted(beats_s, 0.0, side="right"):]
     first, last = beats_s[1] - beats_s[0], beats_s[-1] - beats_s[-2]
     before = int(np.floor(beats_s[0] / first))
     if beats_s[0] - before * first < MIN_PICKUP_BEATS * first:  # the earliest grid beat after 0 is too close to it

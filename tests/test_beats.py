@@ -11,7 +11,7 @@ import pretty_midi
 import pytest
 
 from model.beats import (MIN_CONFIDENCE, MIN_PICKUP_BEATS, TEMPO_RANGE_BPM, BeatGrid, checked_tempo, fixed_grid,
-                         onset_envelope, track_beats)
+                         _extended, onset_envelope, track_beats)
 from model.quantize import QUANTIZE_GRIDS, grid_times, quantized
 from model.tempo_map import MIDI_RESOLUTION, tempo_mapped_midi
 from pipeline.errors import Mp3MidiError
@@ -115,6 +115,18 @@ def test_the_grid_starts_at_zero_with_a_pickup_of_sensible_length(first_s):
     pickup, next_beat = np.diff(grid.beats_s)[:2]
     assert MIN_PICKUP_BEATS * next_beat <= pickup + 1e-9 and pickup < (1 + MIN_PICKUP_BEATS) * next_beat
     assert grid.tempo_bpm == pytest.approx(100.0, rel=0.02)
+
+
+@pytest.mark.parametrize("leading", [(-0.04,), (-0.45, -0.04), (0.0,), (0.01,), ()])
+def test_a_tracked_beat_at_or_before_zero_leaves_the_grid_increasing(leading):
+    """Smoothing moved the first beat of a real clip (a corpus piece on csound's bank) to -0.04 s: the grid came out
+    [0, -0.04, 0.36, ...] and writing its MIDI failed on a negative tempo."""
+    tracked = np.array([*leading, 0.36, 0.78, 1.24, 1.76, 2.23, 2.74, 3.31, 3.97])
+    beats = _extended(tracked, duration_s=5.0)
+    assert beats[0] == 0.0 and np.all(np.diff(beats) > 0) and beats[-1] >= 5.0
+    midi = tempo_mapped_midi(beats)  # the MIDI is written: every tempo positive
+    heard = [midi.tick_to_time(k * midi.resolution) for k in range(beats.size)]
+    assert np.allclose(heard, beats, atol=2e-6)
 
 
 @pytest.mark.parametrize(("kind", "seed"), [("rubato", 0), ("rubato", 1), ("rubato", 2), ("free", 0), ("free", 1)])

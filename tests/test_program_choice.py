@@ -6,13 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.unseen_programs import correlation, lineage, main, make_clips, probe
+from benchmarks.unseen_programs import (correlation, lineage, main, make_clips, probe, procedural_sources,
+                                         held_out_works)
 from pipeline.errors import Mp3MidiError
 from pipeline.instruments import DEFAULT_FAMILIES, draw_program, family_of
 from pipeline.item import ItemSpec, make_item
 from pipeline.midi_io import read_midi
 from pipeline.render import default_soundfont
 from pipeline.sources import SourceRef
+from pipeline.splits import split_of
 
 
 def test_without_a_set_the_draws_are_those_of_before():
@@ -74,10 +76,19 @@ def test_a_bank_against_itself_leaves_nothing_unseen(tmp_path, capsys):
 
 
 def test_the_clips_are_played_by_the_unshared_programs_only(tmp_path):
-    clips = make_clips(default_soundfont(), [19, 56], tmp_path, first_seed=3, solo=1, mixes=1)
-    assert [clip["clip"].split("/")[0] for clip in clips] == ["organ", "brass", "mix"]
+    clips = make_clips(default_soundfont(), [19, 56], tmp_path, procedural=procedural_sources(3), solo=1, mixes=1,
+                       works=held_out_works(tmp_path / "cache"), corpus=1, cache_dir=tmp_path / "cache")
+    assert [clip["clip"].split("/")[0] for clip in clips] == ["organ", "brass", "mix", "corpus"]
+    assert [clip["piece"].split(":")[0] for clip in clips] == ["procedural"] * 3 + ["music21"]
+    assert split_of(music21_hash(clips[-1]["piece"].split(":", 1)[1])) == "test"  # a work no training run sees
     for clip in clips:
         assert set(clip["programs"]) <= {19, 56}
         audio, reference = tmp_path / f"{clip['clip']}.mp3", tmp_path / f"{clip['clip']}.mid"
         assert audio.stat().st_size > 0 and read_midi(reference).pitched_notes
-    assert len(clips[-1]["programs"]) > 1  # a mix: more than one part
+    assert len(clips[2]["programs"]) > 1  # a mix: more than one part
+
+
+def music21_hash(key: str) -> str:
+    from pipeline import corpus
+
+    return corpus.work_hash(corpus.work_from_key(key))
