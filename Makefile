@@ -10,9 +10,9 @@ PORT ?= 8501
 
 # Training hears every Debian General MIDI bank of its own lineage: TimGM6mb ('default', inside pretty_midi), the
 # FluidR3 family (FluidR3_GM and its mono .sf3) and an OPL3 FM chip emulation. Two banks stay out of training, but
-# neither is a lineage of its own: MuseScore General Lite plays FluidR3's samples for 69 of the 96 pitched programs,
-# csound's sf_GMbank TimGM6mb's for 71 (benchmarks/unseen_programs.py measures it). Timbres no training bank has are
-# their other programs: the unseen-programs set below.
+# neither is a lineage of its own: MuseScore General Lite plays FluidR3's samples for about 69 of its 96 pitched
+# programs, csound's sf_GMbank TimGM6mb's for about 70 (benchmarks/unseen_programs.py measures it). Timbres no
+# training bank has are their programs that sound like no training program: the unseen-programs set below.
 # (fluid-soundfont-gs's FluidR3_GS.sf2 holds only GS variation presets, no General MIDI bank 0: not used.)
 TRAIN_SOUNDFONTS := default /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 \
   /usr/share/sounds/sf2/OPL-3_FM_128M.sf2
@@ -83,7 +83,8 @@ bench-training-data: setup
 
 # The committed default model: built-in data rendered with the training banks above, procedural instruments and a
 # singing voice, trained with a fixed seed on the CPU, then scored on pieces it never saw, rendered with a soundfont
-# it never heard and with an unrelated General MIDI bank (csound's).
+# it never heard as files (MuseScore General Lite, csound's bank), and on those banks' programs that sound like no
+# training program (the timbres no training bank has).
 train-default: setup
 	$(MAKE) system APT_PACKAGES="$(TRAIN_BANK_PACKAGES) musescore-general-soundfont-small csound-soundfont"
 	$(PY) -m pipeline generate --name builtin-train --limit 160 --seed 0 --soundfont $(TRAIN_SOUNDFONTS) \
@@ -113,7 +114,9 @@ train-default: setup
 	$(PY) -m pipeline export --name unseen-csound-builtin --split test --out data/eval/unseen-csound
 	$(PY) benchmarks/compare_basic_pitch.py --folder data/eval/unseen-csound --threads 2 \
 	  --json docs/eval-unseen-csound.json
-	$(PY) benchmarks/unseen_programs.py --out data/eval/unseen-programs --bank $(CSOUND_SOUNDFONT) $(UNSEEN_SOUNDFONT)
+	rm -rf data/eval/unseen-programs
+	$(PY) benchmarks/unseen_programs.py --out data/eval/unseen-programs --bank $(CSOUND_SOUNDFONT) $(UNSEEN_SOUNDFONT) \
+	  --training-bank $(TRAIN_SOUNDFONTS)
 	$(PY) benchmarks/compare_basic_pitch.py --folder data/eval/unseen-programs --threads 2 \
 	  --json docs/eval-unseen-programs.json
 

@@ -43,9 +43,9 @@ def scan_folder(folder: str | Path) -> Iterator[SourceRef]:
             yield SourceRef("file", str(path.resolve()), digest)
 
 
-def procedural_refs() -> Iterator[SourceRef]:
-    """An endless run of seeded procedural pieces."""
-    seed = 0
+def procedural_refs(*, first_seed: int = 0) -> Iterator[SourceRef]:
+    """An endless run of seeded procedural pieces, from ``first_seed`` on."""
+    seed = first_seed
     while True:
         key = f"procedural-v{PROCEDURAL_VERSION}:{seed}"
         yield SourceRef("procedural", str(seed), hashlib.sha1(key.encode()).hexdigest())

@@ -1,19 +1,20 @@
 """Which General MIDI programs play an item: drawn per family, optionally only from a given set (a held-out set of
-timbres no training bank has, benchmarks/unseen_programs.py), and how that set is found (shared samples)."""
+timbres no training bank has, benchmarks/unseen_programs.py), and how that set is found (notes that resemble a
+training bank's)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.unseen_programs import (correlation, lineage, main, make_clips, probe, procedural_sources,
-                                         held_out_works)
+from benchmarks.unseen_programs import (MAX_TRIES, PROBE_KEYS, correlation, held_out_works, lineage, main,
+                                         make_clips, probe)
 from pipeline.errors import Mp3MidiError
 from pipeline.instruments import DEFAULT_FAMILIES, draw_program, family_of
 from pipeline.item import ItemSpec, make_item
 from pipeline.midi_io import read_midi
 from pipeline.render import default_soundfont
-from pipeline.sources import SourceRef
+from pipeline.sources import SourceRef, procedural_refs
 from pipeline.splits import split_of
 
 
@@ -62,9 +63,11 @@ def test_the_same_sample_correlates_and_another_instrument_does_not():
     piano = probe(bank, 0, 60)
     assert correlation(piano, probe(bank, 0, 60)) > 0.99
     assert correlation(piano, probe(bank, 73, 60)) < 0.5  # a flute
-    assert correlation(piano, np.zeros(1, np.float32)) == 0.0
-    closest = lineage(bank, [bank], [0, 73])
-    assert sorted(closest) == [0, 73] and all(name == bank and score > 0.99 for name, score in closest.values())
+    assert correlation(piano, np.zeros(1, np.float32)) == 0.0 and correlation(piano, None) == 0.0
+    references = {(bank, program): [probe(bank, program, key) for key in PROBE_KEYS] for program in (0, 73)}
+    closest = lineage(bank, references, [0, 73])
+    assert closest[0][:2] == (bank, 0) and closest[73][:2] == (bank, 73)  # each finds itself, not the other
+    assert closest[0][2] > 0.99 and closest[73][2] > 0.99
 
 
 def test_a_bank_against_itself_leaves_nothing_unseen(tmp_path, capsys):
@@ -72,12 +75,15 @@ def test_a_bank_against_itself_leaves_nothing_unseen(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     bank = default_soundfont()
     assert main(["--out", str(tmp_path), "--bank", bank, "--training-bank", bank, "--lineage-only"]) == 0
-    assert "96 of 96 pitched programs share" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "96 of 96 pitched programs come within 0.8" in out and "(96 at 0.95 or more)" in out and "left: []" in out
+    assert main(["--out", str(tmp_path), "--bank", bank, "--training-bank", bank]) == 2  # it holds lineage.json
+    assert "is not empty" in capsys.readouterr().err
 
 
 def test_the_clips_are_played_by_the_unshared_programs_only(tmp_path):
-    clips = make_clips(default_soundfont(), [19, 56], tmp_path, procedural=procedural_sources(3), solo=1, mixes=1,
-                       works=held_out_works(tmp_path / "cache"), corpus=1, cache_dir=tmp_path / "cache")
+    clips = make_clips(default_soundfont(), [19, 56], tmp_path, procedural=procedural_refs(first_seed=3), solo=1,
+                       mixes=1, works=held_out_works(tmp_path / "cache"), corpus=1, cache_dir=tmp_path / "cache")
     assert [clip["clip"].split("/")[0] for clip in clips] == ["organ", "brass", "mix", "corpus"]
     assert [clip["piece"].split(":")[0] for clip in clips] == ["procedural"] * 3 + ["music21"]
     assert split_of(music21_hash(clips[-1]["piece"].split(":", 1)[1])) == "test"  # a work no training run sees
@@ -92,3 +98,15 @@ def music21_hash(key: str) -> str:
     from pipeline import corpus
 
     return corpus.work_hash(corpus.work_from_key(key))
+
+
+def test_a_set_that_cannot_be_made_stops_with_a_reason(tmp_path):
+    damaged = tmp_path / "damaged.sf2"
+    damaged.write_bytes(b"RIFF" + bytes(64))
+    with pytest.raises(Mp3MidiError, match=rf"damaged.sf2: no organ clip from {MAX_TRIES} pieces in a row"):
+        make_clips(str(damaged), [19], tmp_path / "out", procedural=procedural_refs(), solo=1, mixes=0)
+    with pytest.raises(Mp3MidiError, match="1 corpus clips asked for, but no works given"):
+        make_clips(default_soundfont(), [19], tmp_path / "out", procedural=procedural_refs(), solo=0, mixes=0, corpus=1)
+    with pytest.raises(Mp3MidiError, match="the corpus has no more works of the test split"):
+        make_clips(default_soundfont(), [19], tmp_path / "out", procedural=procedural_refs(), solo=0, mixes=0,
+                   works=iter(()), corpus=1)
