@@ -10,8 +10,9 @@ Lineage: each pitched program of a test bank plays keys 48, 60 and 72 (velocity 
 training bank. A program comes close when its note correlates with a training program's note of the same key at
 ``SHARED_CORRELATION`` or more (zero lag). The same sample played the same way gives 0.94-1.0, most above 0.99
 (``SAME_SAMPLE_CORRELATION`` is reported beside); near-sinusoidal notes of different origin can also pass 0.8 (a
-whistle against a tuba), so the programs left are those whose notes resemble no training note, not merely those
-proven to share no sample. A program the bank cannot play is left out.
+whistle against a tuba), so the programs left are those whose notes match no training note's waveform (zero lag,
+same key), not merely those proven to share no sample; a shared sample played with another start, tuning, filter or
+envelope could still pass. A program the bank cannot play is left out.
 
 Clips: made by the factory's own item code (``pipeline.item.make_item``: clip choice, level, reverb, noise, MP3; no
 performance, chain or procedural renderer: plain renders, as the other unseen-bank sets) with only the programs left
@@ -41,7 +42,7 @@ from pipeline.instruments import DEFAULT_FAMILIES, family_of, programs_of
 from pipeline.item import ItemSpec, make_item
 from pipeline.midi_io import write_midi
 from pipeline.notes import Note, Part, Score
-from pipeline.render import Effects, check_soundfont, default_soundfont, render
+from pipeline.render import Effects, check_soundfont, default_soundfont, load_soundfont, render
 from pipeline.sources import SourceRef, procedural_refs
 from pipeline.splits import split_of
 
@@ -60,8 +61,8 @@ CLIP_SECONDS = 20.0
 
 
 def probe(bank: str, program: int, key: int) -> np.ndarray | None:
-    """[samples] one dry note of ``program`` on ``bank``; None when the bank cannot play it (no such preset, or
-    silence)."""
+    """[samples] one dry note of ``program`` on ``bank`` (a bank ``load_soundfont`` loaded); None when the bank cannot
+    play it (no such preset), or the note is silent or clipped."""
     note = Note(0.0, PROBE_SECONDS, key, PROBE_VELOCITY)
     try:
         return render([Part(program, False, (note,))], PROBE_SECONDS + 0.1, soundfont=bank, effects=Effects())
@@ -83,8 +84,12 @@ def correlation(a: np.ndarray | None, b: np.ndarray | None) -> float:
 def training_notes(training: list[str]) -> dict[tuple[str, int], list[np.ndarray | None]]:
     """(training bank, program) -> its notes at PROBE_KEYS, for every program of every training bank: a sample
     may sit under another program number in another bank (a voice under a saxophone, a tuba under a whistle)."""
-    return {(bank, program): [probe(bank, program, key) for key in PROBE_KEYS]
-            for bank in training for program in range(MIDI_PROGRAMS)}
+    notes = {(bank, program): [probe(bank, program, key) for key in PROBE_KEYS]
+             for bank in training for program in range(MIDI_PROGRAMS)}
+    for bank in training:
+        if all(note is None for program in range(MIDI_PROGRAMS) for note in notes[bank, program]):
+            raise Mp3MidiError(f"training bank {bank!r} played none of its programs")
+    return notes
 
 
 def lineage(bank: str, references: dict[tuple[str, int], list[np.ndarray | None]],
@@ -101,22 +106,25 @@ def lineage(bank: str, references: dict[tuple[str, int], list[np.ndarray | None]
                   for reference, notes in references.items()}
         (name, number), score = max(scores.items(), key=lambda item: item[1])
         closest[program] = (name, number, round(score, 4))
+    if programs and all(found is None for found in closest.values()):
+        raise Mp3MidiError(f"{bank!r} played none of the programs {programs[0]}-{programs[-1]}")
     return closest
 
 
 def make_clips(bank: str, left: list[int], out: Path, *, procedural: Iterator[SourceRef], solo: int, mixes: int,
-               works: Iterator[SourceRef] | None = None, corpus: int = 0,
-               cache_dir: Path = Path("data/cache")) -> list[dict]:
+               works: Iterator[SourceRef] | None = None, corpus: int = 0, cache_dir: Path = Path("data/cache"),
+               made: list[dict] | None = None) -> list[dict]:
     """Solo clips per family with a program in ``left``, then mixes of them, from the ``procedural`` pieces; then
     ``corpus`` clips from ``works`` (music21 works of the test split, never trained on), each played by one program
-    of ``left``, in the group ``corpus``. Takes the pieces it uses from the iterators; returns what each clip is.
-    Raises ``Mp3MidiError`` when MAX_TRIES pieces in a row give no clip, or the works run out."""
+    of ``left``, in the group ``corpus``. Takes the pieces it uses from the iterators; appends what each clip is to
+    ``made`` (a new list when None) as it is written, and returns it. Raises ``Mp3MidiError`` when MAX_TRIES pieces
+    in a row give no clip, or the works run out."""
     if corpus and works is None:
         raise Mp3MidiError(f"{corpus} corpus clips asked for, but no works given")
     families = tuple(family for family in DEFAULT_FAMILIES if any(p in left for p in programs_of(family)))
     plan = ([(family, (family,), 0.0) for family in families for _ in range(solo)] + [("mix", families, 1.0)] * mixes
             + [("corpus", families, 0.0)] * corpus)
-    made = []
+    made = [] if made is None else made
     with tempfile.TemporaryDirectory() as work:
         for group, wanted_families, mix in plan:
             source, result = _first_clip(bank, left, group, wanted_families, mix, procedural, works, work, cache_dir)
@@ -146,7 +154,7 @@ def _first_clip(bank, left, group, families, mix, procedural, works, work, cache
         result = make_item(spec)
         if result.status == "done" and (mix == 0.0 or result.is_mix):
             return source, result
-        error = result.error or "a single part, not a mix"
+        error = result.error if result.status != "done" else "a single part, not a mix"
     raise Mp3MidiError(f"{Path(bank).name}: no {group} clip from {MAX_TRIES} pieces in a row (the last: {error})")
 
 
@@ -181,31 +189,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:
+        for name in ("first_seed", "solo", "mixes", "corpus"):
+            if getattr(args, name) < 0:
+                raise Mp3MidiError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+        if out.exists() and not out.is_dir():
+            raise Mp3MidiError(f"{str(out)!r} is a file, not a folder")
+        if out.is_dir() and any(out.iterdir()):
+            raise Mp3MidiError(f"{str(out)!r} is not empty: an earlier set's clips or lineage would be mixed in")
         training = [default_soundfont() if bank == "default" else check_soundfont(bank) for bank in args.training_bank]
         banks = list(dict.fromkeys(check_soundfont(bank) for bank in args.bank))  # a link may name a bank twice
-        if not args.lineage_only and out.is_dir() and any(out.iterdir()):
-            raise Mp3MidiError(f"{str(out)!r} is not empty: clips of an earlier set would be scored with the new ones")
+        for bank in [*training, *banks]:
+            load_soundfont(bank)  # the check reads headers only: a bank damaged inside fails here, not as silence
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out.mkdir(parents=True, exist_ok=True)
     pitched = [program for family in DEFAULT_FAMILIES for program in programs_of(family)]
-    report = {"shared_correlation": SHARED_CORRELATION, "training_banks": [Path(bank).name for bank in training],
-              "banks": {}, "clips": []}
-    references = training_notes(training)
+    report = {"shared_correlation": SHARED_CORRELATION, "same_sample_correlation": SAME_SAMPLE_CORRELATION,
+              "training_banks": [Path(bank).name for bank in training], "banks": {}, "clips": []}
     procedural, works = procedural_refs(first_seed=args.first_seed), held_out_works(Path(args.cache_dir))
     try:
+        references = training_notes(training)
         for bank in banks:
             closest = lineage(bank, references, pitched)
-            report["banks"][bank] = {str(program): None if found is None else [Path(found[0]).name, *found[1:]]
-                                     for program, found in closest.items()}
+            report["banks"][Path(bank).name] = {
+                str(program): None if found is None else [Path(found[0]).name, *found[1:]]
+                for program, found in closest.items()}
             print(_summary(bank, closest))
             left = [program for program, found in closest.items()
                     if found is not None and found[2] < SHARED_CORRELATION]
             if not args.lineage_only and left:
-                report["clips"] += make_clips(bank, left, out, procedural=procedural, solo=args.solo,
-                                              mixes=args.mixes, works=works, corpus=args.corpus,
-                                              cache_dir=Path(args.cache_dir))
+                make_clips(bank, left, out, procedural=procedural, solo=args.solo, mixes=args.mixes, works=works,
+                           corpus=args.corpus, cache_dir=Path(args.cache_dir), made=report["clips"])
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

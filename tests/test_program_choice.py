@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks import unseen_programs
 from benchmarks.unseen_programs import (MAX_TRIES, PROBE_KEYS, correlation, held_out_works, lineage, main,
                                          make_clips, probe)
 from pipeline.errors import Mp3MidiError
@@ -71,14 +72,44 @@ def test_the_same_sample_correlates_and_another_instrument_does_not():
 
 
 def test_a_bank_against_itself_leaves_nothing_unseen(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--bank", str(tmp_path / "missing.sf2"), "--lineage-only"]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--bank", str(tmp_path / "missing.sf2"), "--training-bank", "default",
+                 "--lineage-only"]) == 2
+    assert "missing.sf2" in capsys.readouterr().err
     bank = default_soundfont()
     assert main(["--out", str(tmp_path), "--bank", bank, "--training-bank", bank, "--lineage-only"]) == 0
     out = capsys.readouterr().out
     assert "96 of 96 pitched programs come within 0.8" in out and "(96 at 0.95 or more)" in out and "left: []" in out
     assert main(["--out", str(tmp_path), "--bank", bank, "--training-bank", bank]) == 2  # it holds lineage.json
     assert "is not empty" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "lineage.json"), "--bank", bank, "--training-bank", bank]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "new"), "--bank", bank, "--solo", "-1"]) == 2
+    assert "--solo must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def fake_notes(program: int, key: int) -> np.ndarray:
+    """A distinct waveform per (program, key): what one sample played at one key gives."""
+    return np.random.default_rng([program, key]).standard_normal(800).astype(np.float32)
+
+
+def test_a_sample_is_found_under_another_program_number_and_an_unplayable_program_is_left_out(monkeypatch):
+    """The test bank's program 5 is the training bank's program 9; its program 7 is missing; program 6 is new."""
+    def probe(bank, program, key):
+        if bank == "test":
+            return {5: fake_notes(9, key), 6: fake_notes(1000, key), 7: None}[program]
+        return fake_notes(program, key)
+    monkeypatch.setattr(unseen_programs, "probe", probe)
+    references = unseen_programs.training_notes(["training"])
+    closest = unseen_programs.lineage("test", references, [5, 6, 7])
+    assert closest[5] == ("training", 9, 1.0)
+    assert closest[6][2] < 0.3 and closest[7] is None
+    summary = unseen_programs._summary("test", closest)
+    assert "1 of 3 pitched programs come within 0.8" in summary and "1 not in the bank; left: [6]" in summary
+    monkeypatch.setattr(unseen_programs, "probe", lambda bank, program, key: None)
+    with pytest.raises(Mp3MidiError, match="training bank 'training' played none of its programs"):
+        unseen_programs.training_notes(["training"])
+    with pytest.raises(Mp3MidiError, match="'test' played none of the programs 5-7"):
+        unseen_programs.lineage("test", references, [5, 6, 7])
 
 
 def test_the_clips_are_played_by_the_unshared_programs_only(tmp_path):
