@@ -40,6 +40,7 @@ import numpy as np
 from pipeline.errors import Mp3MidiError
 from pipeline.instruments import DEFAULT_FAMILIES, family_of, programs_of
 from pipeline.item import ItemSpec, make_item
+from pipeline.jobs import corpus_cache_dir
 from pipeline.midi_io import write_midi
 from pipeline.notes import Note, Part, Score
 from pipeline.render import Effects, check_soundfont, default_soundfont, load_soundfont, render
@@ -112,12 +113,13 @@ def lineage(bank: str, references: dict[tuple[str, int], list[np.ndarray | None]
 
 
 def make_clips(bank: str, left: list[int], out: Path, *, procedural: Iterator[SourceRef], solo: int, mixes: int,
-               works: Iterator[SourceRef] | None = None, corpus: int = 0, cache_dir: Path = Path("data/cache"),
+               works: Iterator[SourceRef] | None = None, corpus: int = 0, cache_dir: Path | None = None,
                made: list[dict] | None = None) -> list[dict]:
     """Solo clips per family with a program in ``left``, then mixes of them, from the ``procedural`` pieces; then
     ``corpus`` clips from ``works`` (music21 works of the test split, never trained on), each played by one program
     of ``left``, in the group ``corpus``. Takes the pieces it uses from the iterators; appends what each clip is to
-    ``made`` (a new list when None) as it is written, and returns it. Raises ``Mp3MidiError`` when MAX_TRIES pieces
+    ``made`` (a new list when None) as it is written, and returns it. Converted works go to ``cache_dir`` (the
+    factory's corpus cache; None: a temporary folder). Raises ``Mp3MidiError`` when MAX_TRIES pieces
     in a row give no clip, or the works run out."""
     if corpus and works is None:
         raise Mp3MidiError(f"{corpus} corpus clips asked for, but no works given")
@@ -150,7 +152,7 @@ def _first_clip(bank, left, group, families, mix, procedural, works, work, cache
         seed = int(source.locator) if source.kind == "procedural" else int(source.content_hash[:8], 16)
         spec = ItemSpec(item_id=source.content_hash[:20], source=source, seed=seed, soundfonts=(bank,),
                         families=families, clip_seconds=CLIP_SECONDS, mix_probability=mix, render_drums=False,
-                        bitrate="64k", items_dir=work, cache_dir=str(cache_dir), programs=tuple(left))
+                        bitrate="64k", items_dir=work, cache_dir=str(cache_dir or work), programs=tuple(left))
         result = make_item(spec)
         if result.status == "done" and (mix == 0.0 or result.is_mix):
             return source, result
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixes", type=int, default=2, help="mixes per bank (default 2)")
     parser.add_argument("--corpus", type=int, default=4,
                         help="music21 works of the test split per bank, one program left each (default 4)")
-    parser.add_argument("--cache-dir", default="data/cache", help="converted corpus works (the factory's cache)")
+    parser.add_argument("--data-dir", default="data", help="the factory's data folder, whose corpus cache is shared")
     parser.add_argument("--lineage-only", action="store_true", help="measure which programs are left; no clips")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     pitched = [program for family in DEFAULT_FAMILIES for program in programs_of(family)]
     report = {"shared_correlation": SHARED_CORRELATION, "same_sample_correlation": SAME_SAMPLE_CORRELATION,
               "training_banks": [Path(bank).name for bank in training], "banks": {}, "clips": []}
-    procedural, works = procedural_refs(first_seed=args.first_seed), held_out_works(Path(args.cache_dir))
+    procedural, works = procedural_refs(first_seed=args.first_seed), held_out_works(corpus_cache_dir(args.data_dir))
     try:
         references = training_notes(training)
         for bank in banks:
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     if found is not None and found[2] < SHARED_CORRELATION]
             if not args.lineage_only and left:
                 make_clips(bank, left, out, procedural=procedural, solo=args.solo, mixes=args.mixes, works=works,
-                           corpus=args.corpus, cache_dir=Path(args.cache_dir), made=report["clips"])
+                           corpus=args.corpus, cache_dir=corpus_cache_dir(args.data_dir), made=report["clips"])
     except Mp3MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -118,7 +118,7 @@ def generate(options: GenerateOptions) -> JobSummary:
             start_server([soundfont_preload.__name__, make_item.__module__],
                          environment={soundfont_preload.SOUNDFONTS_VARIABLE: json.dumps(config["soundfonts"])})
         items_dir = dataset_dir(data_dir, name) / "items"
-        cache_dir = data_dir / "cache" / "music21"
+        cache_dir = corpus_cache_dir(data_dir)
         job_id = uuid.uuid4().hex[:12]
         me = this_process()
         lock.record(job_id=job_id, pid=me.pid, host=me.host, started=me.started)
@@ -298,6 +298,11 @@ def resolved_options(options: GenerateOptions) -> GenerateOptions:
     config = _config(options)
     return replace(options, source=config["source"], soundfonts=tuple(config["soundfonts"]),
                    data_dir=str(Path(options.data_dir).expanduser().resolve()))
+
+
+def corpus_cache_dir(data_dir: str | Path) -> Path:
+    """Where music21 corpus works converted to MIDI are kept, for every job of ``data_dir``."""
+    return Path(data_dir) / "cache" / "music21"
 
 
 def _config(options: GenerateOptions) -> dict:
